@@ -1,0 +1,25 @@
+# The two set-up commands of the README are `make run` and `make test`; each installs
+# what it needs first (scripts/bootstrap.sh, idempotent).
+SHELL := /bin/bash
+ENV := source scripts/env.sh &&
+
+.PHONY: install run test test-fast bench clean-data
+
+install:
+	@bash scripts/bootstrap.sh
+
+## run: install, then the whole pipeline on the built-in default (dvc repro)
+run: install
+	@$(ENV) dvc repro
+	@$(ENV) dvc metrics show
+
+## test: install, then the test suite (what CI runs)
+test: install
+	@$(ENV) python -m pytest -q
+
+## bench: speed figures (prepare throughput, ...) written under bench/results/
+bench: install
+	@$(ENV) python bench/bench_prepare.py --minutes 30 --out bench/results/prepare.json
+
+clean-data:
+	rm -rf data reports .dvc/cache .dvc/tmp

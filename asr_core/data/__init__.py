@@ -1,0 +1,1 @@
+"""Data: corpus sources, download, the source index and the prepare step."""

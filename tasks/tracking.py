@@ -1,0 +1,136 @@
+"""The one tracking module: every stage talks to MLflow through here.
+
+Store: ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``
+(STACK.md: the plain ``./mlruns`` file store is deprecated). ``MLFLOW_TRACKING_URI``
+overrides the store (tests use a temporary one). A stage run nests under the run
+named by ``ASR_PARENT_RUN_ID`` when set (the Prefect flows set it), otherwise it
+is a top-level run. Only the process that calls :func:`stage_run` writes: in
+distributed training that is rank 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import tasks.offline  # noqa: F401  (telemetry off before mlflow is imported)
+
+EXPERIMENT = os.environ.get("ASR_EXPERIMENT", "asr-toolkit")
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    root = Path.cwd() / "mlruns"
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def _mlflow():
+    import logging
+
+    import mlflow
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        mlflow.create_experiment(EXPERIMENT, artifact_location=_artifact_root(uri))
+    mlflow.set_experiment(EXPERIMENT)
+    return mlflow
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists become JSON strings (MLflow params are strings)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class StageRun:
+    """What a stage logs to: a thin facade so stages never import mlflow themselves."""
+
+    def __init__(self, mlflow, run):
+        self._mlflow = mlflow
+        self.run = run
+        self.run_id = run.info.run_id
+
+    def log_params(self, params: Mapping[str, Any], prefix: str = "") -> None:
+        flat = flatten(params, prefix)
+        items = list(flat.items())
+        for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+            self._mlflow.log_params(dict(items[i : i + 100]))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        flat = {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if flat:
+            self._mlflow.log_metrics(flat, step=step)
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_dict(self, obj: Any, name: str) -> None:
+        self._mlflow.log_dict(obj, name)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: Mapping[str, Any] | None = None) -> Iterator[StageRun]:
+    """Open an MLflow run for one stage; FAILED status (and the error) when the stage raises."""
+    mlflow = _mlflow()
+    parent = os.environ.get("ASR_PARENT_RUN_ID")
+    tags = {"stage": stage, "git_commit": git_commit()}
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    run = mlflow.start_run(run_name=stage, tags=tags)
+    sr = StageRun(mlflow, run)
+    try:
+        if params:
+            sr.log_params(params)
+        yield sr
+    except BaseException as e:
+        with contextlib.suppress(Exception):
+            mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
+        mlflow.end_run(status="FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+
+
+def log_summary_artifact(sr: StageRun, summary: Mapping[str, Any], name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / name
+        p.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        sr.log_artifact(p)
