@@ -31,7 +31,7 @@ from typing import Any, Iterator, Mapping
 from tqdm import tqdm
 
 from asr_core.data.items import SourceItem
-from asr_core.data.sources.manifest import (
+from asr_core.data.sources.local import (
     audio_ref,
     check_path,
     check_splits,
