@@ -1,0 +1,39 @@
+"""Feature extraction and augmentation for the QuartzNet / Jasper family (DLE-compatible).
+
+``dali`` (NVIDIA DALI loader) is imported on demand: ``from asr_core.features.dali import
+build_dali_loader``.
+"""
+
+from asr_core.features.augment import (
+    SpecAugment,
+    SpecAugmentConfig,
+    SpeedPerturb,
+    SpeedPerturbConfig,
+    TrimSilenceConfig,
+    nonsilent_interval,
+    speed_perturb,
+    trim_silence,
+)
+from asr_core.features.filterbank import (
+    FilterbankConfig,
+    FilterbankFeatures,
+    feature_lengths,
+    mel_filterbank,
+    normalize_batch,
+)
+
+__all__ = [
+    "FilterbankConfig",
+    "FilterbankFeatures",
+    "SpecAugment",
+    "SpecAugmentConfig",
+    "SpeedPerturb",
+    "SpeedPerturbConfig",
+    "TrimSilenceConfig",
+    "feature_lengths",
+    "mel_filterbank",
+    "nonsilent_interval",
+    "normalize_batch",
+    "speed_perturb",
+    "trim_silence",
+]
