@@ -1,0 +1,72 @@
+"""`dvc repro` of the data stages in a temp copy of the repo, on a tiny synthetic corpus."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from asr_core.io import read_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _copy_repo(dst: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+
+
+def _set(path: Path, key: str, updates: dict) -> None:
+    data = yaml.safe_load(path.read_text())
+    data[key].update(updates)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _dvc(args, cwd, env):
+    r = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"dvc {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout + r.stderr
+
+
+def test_dvc_repro_data_stages_then_nothing_to_do(tmp_path):
+    work = tmp_path / "repo"
+    _copy_repo(work)
+    dl = work / "params" / "download.yaml"
+    data = yaml.safe_load(dl.read_text())
+    data["download"]["synthetic"].update({"train": 24, "dev": 4, "test": 4, "test_unseen_voice": 4})
+    dl.write_text(yaml.safe_dump(data, sort_keys=False))
+    _set(work / "params" / "tokenizer.yaml", "tokenizer", {"sentencepiece": {"vocab_size": 40, "model_type": "bpe"}})
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _dvc(["repro"], work, env)
+
+    rows = {split: list(read_jsonl(work / "data" / "prepared" / f"{split}.jsonl"))
+            for split in ("train", "dev", "test", "test_unseen_voice")}
+    assert [len(r) for r in rows.values()] == [24, 4, 4, 4]
+    first = rows["train"][0]
+    assert (work / "data" / "prepared" / first["audio_filepath"]).is_file()
+    assert (work / "data" / "tokenizer" / "spm.model").is_file()
+    assert json.loads((work / "data" / "tokenizer" / "chars.json").read_text())["blank"] == 28
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"download", "prepare", "tokenizer"}
+    assert json.loads((work / "reports" / "download.json").read_text())["utterances"] == 36
+
+    again = _dvc(["repro"], work, env)
+    assert "Running stage" not in again, again
+    assert "up to date" in _dvc(["status"], work, env)
