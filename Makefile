@@ -11,7 +11,7 @@ install:
 ## run: install, then the whole pipeline on the built-in default (dvc repro)
 run: install
 	@$(ENV) dvc repro
-	@$(ENV) dvc metrics show
+	@$(ENV) python -m tasks.summary reports
 
 ## test: install, then the test suite (what CI runs)
 test: install
