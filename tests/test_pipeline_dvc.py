@@ -1,4 +1,4 @@
-"""`dvc repro` of the data stages in a temp copy of the repo, on a tiny synthetic corpus."""
+"""`dvc repro` of the whole pipeline in a temp copy of the repo, on a tiny corpus and a few steps."""
 
 import json
 import os
@@ -42,7 +42,7 @@ def _dvc(args, cwd, env):
     return r.stdout + r.stderr
 
 
-def test_dvc_repro_data_stages_then_nothing_to_do(tmp_path):
+def test_dvc_repro_pipeline_then_nothing_to_do(tmp_path):
     work = tmp_path / "repo"
     _copy_repo(work)
     dl = work / "params" / "download.yaml"
@@ -50,6 +50,13 @@ def test_dvc_repro_data_stages_then_nothing_to_do(tmp_path):
     data["download"]["synthetic"].update({"train": 24, "dev": 4, "test": 4, "test_unseen_voice": 4})
     dl.write_text(yaml.safe_dump(data, sort_keys=False))
     _set(work / "params" / "tokenizer.yaml", "tokenizer", {"sentencepiece": {"vocab_size": 40, "model_type": "bpe"}})
+    tr = work / "params" / "train.yaml"
+    data = yaml.safe_load(tr.read_text())
+    data["train"]["loop"].update({"max_steps": 4, "max_minutes": None, "eval_every": 4, "ckpt_every": 2, "log_every": 1})
+    data["train"]["data"].update({"num_workers": 0, "eval_max_utterances": 4, "max_batch_seconds": 30})
+    data["train"]["ray"].update({"num_workers": 0})
+    tr.write_text(yaml.safe_dump(data, sort_keys=False))
+    _set(work / "params" / "evaluate.yaml", "evaluate", {"num_workers": 0})
 
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -64,7 +71,12 @@ def test_dvc_repro_data_stages_then_nothing_to_do(tmp_path):
     assert (work / "data" / "tokenizer" / "spm.model").is_file()
     assert json.loads((work / "data" / "tokenizer" / "chars.json").read_text())["blank"] == 28
     lock = yaml.safe_load((work / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"download", "prepare", "tokenizer"}
+    assert set(lock["stages"]) == {"download", "prepare", "tokenizer", "train", "evaluate"}
+    assert (work / "models" / "quartznet_tiny" / "model.pt").is_file()
+    evaluation = json.loads((work / "reports" / "evaluate.json").read_text())
+    assert {"dev", "test", "test_unseen_voice"} <= set(evaluation)
+    assert evaluation["test"]["utterances"] == 4
+    assert (work / "reports" / "eval" / "test_unseen_voice.tsv").is_file()
     assert json.loads((work / "reports" / "download.json").read_text())["utterances"] == 36
 
     again = _dvc(["repro"], work, env)

@@ -21,3 +21,33 @@ __all__ = [
     "ScheduleConfig",
     "build_schedule",
 ]
+
+# The loop, its checkpoints and precision (engine.py, checkpoint.py, precision.py); the CTC recipe
+# lives in asr_core.train.ctc_recipe (imported on demand: it pulls in the data and feature code).
+from asr_core.train.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+    save_model,
+    seed_everything,
+)
+from asr_core.train.engine import TrainConfig, TrainingAborted, dist_info, train
+from asr_core.train.precision import PRECISIONS, Precision
+
+__all__ += [
+    "CheckpointError",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "save_model",
+    "TrainConfig",
+    "TrainingAborted",
+    "dist_info",
+    "seed_everything",
+    "train",
+    "PRECISIONS",
+    "Precision",
+]

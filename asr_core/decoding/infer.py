@@ -1,0 +1,105 @@
+"""Greedy CTC transcription of a manifest or of audio files with a trained ``model.pt``.
+
+Features are computed in DataLoader workers (the same :class:`CTCCollate` as training,
+eval mode: no dither, no augmentation); batches are bucketed by duration so padding
+stays small. Outputs come back in manifest order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from asr_core.data.dataset import AudioDataset, Manifest
+from asr_core.data.sampler import BucketingBatchSampler
+from asr_core.features import FilterbankConfig
+from asr_core.models import greedy_decode
+from asr_core.text import CharVocab
+
+
+@dataclass(frozen=True)
+class Transcript:
+    utt_id: str
+    ref: str
+    hyp: str
+    duration: float
+
+
+@torch.no_grad()
+def _decode(model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor, vocab: CharVocab,
+            device: torch.device) -> list[str]:
+    log_probs, out_lens = model(feats.to(device), feat_lens.to(device))
+    return [vocab.decode(ids) for ids in greedy_decode(log_probs, out_lens)]
+
+
+def transcribe_manifest(
+    model: nn.Module,
+    features: FilterbankConfig,
+    vocab: CharVocab,
+    manifest_path: str | os.PathLike,
+    *,
+    batch_seconds: float = 300.0,
+    num_workers: int = 1,
+    max_utterances: int | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[list[Transcript], list[tuple[str, str]]]:
+    """Transcribe every utterance of a manifest: ``(transcripts in manifest order, skipped)``.
+
+    ``skipped`` lists ``(utt_id, reason)`` for files that could not be read; they are
+    left out of the transcripts (and so of the WER), and the caller reports them.
+    """
+    from asr_core.train.ctc_recipe import CTCCollate  # the training collate, in eval mode
+
+    device = torch.device(device)
+    manifest = Manifest.load(manifest_path)
+    if max_utterances is not None:
+        manifest = manifest.subset(np.arange(min(max_utterances, len(manifest))))
+    if len(manifest) == 0:
+        return [], []
+    dataset = AudioDataset(manifest, vocab.encode, sample_rate=features.sample_rate)
+    budget = max(batch_seconds, float(manifest.durations.max()))
+    sampler = BucketingBatchSampler(manifest.durations, max_batch_seconds=budget, num_buckets=10, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=CTCCollate(features),
+                                         num_workers=num_workers)
+    model.eval()
+    index = {u: i for i, u in enumerate(manifest.utt_ids)}
+    hyps: dict[str, str] = {}
+    skipped: list[tuple[str, str]] = []
+    for batch in loader:
+        skipped += [(u, str(r)) for u, r in batch["skipped"]]
+        if batch["feats"].size(0):
+            hyps.update(zip(batch["utt_ids"], _decode(model, batch["feats"], batch["feat_lens"], vocab, device)))
+    out = [Transcript(u, manifest.texts[index[u]], hyps[u], float(manifest.durations[index[u]]))
+           for u in manifest.utt_ids if u in hyps]
+    return out, skipped
+
+
+def transcribe_files(
+    model: nn.Module,
+    features: FilterbankConfig,
+    vocab: CharVocab,
+    paths: Iterable[str | os.PathLike],
+    device: str | torch.device = "cpu",
+) -> list[str]:
+    """Transcribe audio files of any format/rate/channel count soundfile reads, one at a time."""
+    from asr_core.data.audio import load_audio, resample, to_mono
+    from asr_core.features import FilterbankFeatures
+
+    device = torch.device(device)
+    fb = FilterbankFeatures(features).eval()
+    out = []
+    for p in paths:
+        x, sr = load_audio(Path(p))
+        x = to_mono(x)
+        if sr != features.sample_rate:
+            x = resample(x, sr, features.sample_rate)
+        wave = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+        feats, feat_lens = fb(wave, torch.tensor([wave.size(1)]))
+        out.append(_decode(model, feats, feat_lens, vocab, device)[0])
+    return out

@@ -1,0 +1,87 @@
+"""Stage 5, evaluate: greedy CTC decoding of each evaluation split; WER and CER with jiwer.
+
+Writes ``reports/evaluate.json`` (declared as DVC metrics: ``dvc metrics show``) and
+``reports/eval/<split>.tsv`` (utt_id, reference, hypothesis, word/char errors per
+utterance); logs the same to MLflow. Usage::
+
+    python -m tasks.evaluate --params params/evaluate.yaml
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import tasks.offline  # noqa: F401
+from asr_core.io.atomic import atomic_write_text
+from tasks.common import load_params, stage_parser, write_report
+
+DEFAULTS = {"batch_seconds": 300.0, "num_workers": 1, "device": "cpu", "max_utterances": None}
+
+
+def _tsv(rows) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    w.writerow(["utt_id", "reference", "hypothesis", "word_errors", "words", "char_errors", "chars"])
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def run(section: dict, out_dir: Path) -> dict:
+    from asr_core.decoding import corpus_errors, transcribe_manifest, utterance_errors
+    from asr_core.train.checkpoint import load_model
+
+    unknown = sorted(set(section) - {"model", "splits", "manifest_dir", *DEFAULTS})
+    if unknown:
+        raise ValueError(f"evaluate: unknown key(s) {unknown}")
+    opts = {**DEFAULTS, **section}
+    model_path = Path(opts["model"])
+    if not model_path.is_file():
+        raise FileNotFoundError(f"evaluate.model: {model_path} not found (run the train stage first)")
+    model, features, vocab = load_model(model_path, device=opts["device"])
+    report: dict = {"model": str(model_path)}
+    for split in opts["splits"]:
+        manifest = Path(opts["manifest_dir"]) / f"{split}.jsonl"
+        if not manifest.is_file():
+            raise FileNotFoundError(f"evaluate.splits: no manifest for split {split!r} at {manifest}")
+        transcripts, skipped = transcribe_manifest(
+            model, features.cfg, vocab, manifest, batch_seconds=opts["batch_seconds"],
+            num_workers=opts["num_workers"], max_utterances=opts["max_utterances"], device=opts["device"])
+        rows = []
+        for t in transcripts:
+            e = utterance_errors(t.ref, t.hyp)
+            rows.append([t.utt_id, t.ref, t.hyp, e.word_errors, e.words, e.char_errors, e.chars])
+        atomic_write_text(out_dir / f"{split}.tsv", _tsv(rows))
+        scores = corpus_errors((t.ref, t.hyp) for t in transcripts)
+        report[split] = {"wer": round(scores["wer"], 6), "cer": round(scores["cer"], 6),
+                         "utterances": scores["utterances"], "words": scores["words"], "skipped": len(skipped),
+                         "audio_hours": round(sum(t.duration for t in transcripts) / 3600, 4)}
+        print(f"evaluate: {split}: WER {100 * scores['wer']:.2f}%  CER {100 * scores['cer']:.2f}%  "
+              f"({scores['utterances']} utterances, {len(skipped)} unreadable)")
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--model", help="model.pt to evaluate (overrides evaluate.model)")
+    p.add_argument("--out", default="reports/eval", help="folder for the per-utterance TSVs")
+    p.add_argument("--report", default="reports/evaluate.json")
+    args = p.parse_args(argv)
+    section = load_params(args.params, "evaluate")
+    if args.model:
+        section = {**section, "model": args.model}
+    from tasks.tracking import stage_run
+
+    out = Path(args.out)
+    with stage_run("evaluate", {"evaluate": section}) as tr:
+        report = run(section, out)
+        tr.log_metrics({k: v for k, v in report.items() if isinstance(v, dict)})
+        for split in section["splits"]:
+            tr.log_artifact(out / f"{split}.tsv", artifact_path="eval")
+    write_report(args.report, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

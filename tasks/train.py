@@ -1,0 +1,254 @@
+"""Stage 4, train: a QuartzNet/Jasper CTC model with Ray Train, checkpoints, MLflow; see params/train.yaml.
+
+Usage::
+
+    python -m tasks.train --params params/train.yaml [--out models] [--report reports/train.json] [--fresh]
+
+Outputs, for ``name: <name>``: ``models/<name>/model.pt`` (the best by dev WER, EMA weights:
+what evaluate/transcribe load), ``models/<name>/final.pt`` (the last weights),
+``models/<name>/checkpoints/ckpt-<step>.pt`` and ``reports/train.json``.
+
+Resume: run the same command again. Our checkpoint folder, not Ray's storage, is the source
+of truth: the engine resumes from its latest file (model, optimizer, schedule, scaler, EMA,
+sampler position, RNG), so a killed step-bounded run ends exactly as an uninterrupted one.
+Runs with a ``max_minutes`` budget stop when the clock says, so they are not bit-reproducible.
+Checkpoints made with other params are refused (``--fresh`` starts over).
+
+Ray Train: always a ``TorchTrainer``. ``ray.num_workers: 0`` runs the loop in this process
+(Ray's local mode: fast, no cluster); ``>= 1`` starts that many Ray workers with a
+torch.distributed group (gloo on CPU, NCCL with ``use_gpu``), each ``resources_per_worker``.
+Without ``address`` a local Ray instance is started (``num_cpus``, no dashboard, capped object
+store). Multi-node: on the head node ``ray start --head --port=6379``, on every other node
+``ray start --address=<head-ip>:6379``, then set ``ray.address: auto`` and
+``ray.num_workers`` to the total and run this command on the head node. Paths (data,
+``models/``, the MLflow store) must be on storage every node sees at the same path.
+
+MLflow: this process opens the ``train`` stage run (params, artifacts: best and final
+``model.pt``, the last checkpoint, the summary); rank 0 logs the per-step loss / lr /
+throughput and the per-evaluation dev WER/CER into that run by its id. Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import tasks.offline  # noqa: F401
+from tasks.common import load_params, stage_parser, write_report
+
+RAY_DEFAULTS: dict[str, Any] = {
+    "address": None, "num_workers": 0, "use_gpu": False, "resources_per_worker": None,
+    "num_cpus": None, "object_store_mb": 256, "torch_threads": None, "storage_path": None,
+}
+log = logging.getLogger("tasks.train")  # not print(): Ray Train tees a worker's print to two places
+TOP_KEYS = {"name", "seed", "model", "features", "data", "augment", "optim", "loop", "ray"}
+
+
+# -- rank 0's logger: console and MLflow ------------------------------------------------------
+
+
+class StageLogger:
+    """Engine callbacks on rank 0: a console line per log, MLflow metrics into the stage run."""
+
+    def __init__(self, run_id: str | None, tracking_uri: str | None) -> None:
+        self.client = None
+        self.run_id = run_id
+        if run_id and tracking_uri:
+            from mlflow.tracking import (
+                MlflowClient,  # the stage run is open in the driver: log by its id
+            )
+
+            self.client = MlflowClient(tracking_uri)
+
+    def _log(self, metrics: dict[str, Any], step: int, prefix: str = "") -> None:
+        if self.client is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(prefix + k, float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    def on_log(self, step: int, m: dict[str, Any]) -> None:
+        log.info(f"step {step:6d}  loss {m['loss']:.4f}  lr {m['lr']:.3g}  |g| {m['grad_norm']:.3g}  "
+                 f"{m['sequences_per_s']:.1f} seq/s  {m['audio_s_per_s']:.1f} audio s/s  epoch {m['epoch']}")
+        self._log(m, step, "train_")
+
+    def on_eval(self, step: int, m: dict[str, Any]) -> None:
+        log.info(f"step {step:6d}  dev WER {m.get('wer', float('nan')):.4f}  CER {m.get('cer', float('nan')):.4f}  "
+                 f"loss {m.get('loss', float('nan')):.3f}  ({m.get('seconds', 0):.1f} s)")
+        self._log(m, step, "dev_")
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        log.info(f"step {step:6d}  checkpoint {path}")
+
+    def on_bad(self, step: int, utt_ids: list, reason: str) -> None:
+        log.warning(f"step {step:6d}  skipped {utt_ids}: {reason}")
+
+
+# -- the loop each Ray worker runs -------------------------------------------------------------
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from asr_core.train.ctc_recipe import CTCRecipe, CTCRecipeConfig
+    from asr_core.train.engine import TrainConfig, dist_info, train
+
+    if config["torch_threads"]:
+        torch.set_num_threads(int(config["torch_threads"]))
+    rank, world = dist_info()
+    device = torch.device("cpu")
+    if config["use_gpu"]:
+        import ray.train.torch
+
+        device = ray.train.torch.get_device()
+    loop = TrainConfig.from_dict({**config["loop"], "seed": config["seed"]})
+    recipe = CTCRecipe(CTCRecipeConfig.from_dict(config["recipe"]), max_steps=loop.max_steps,
+                       grad_accum=loop.grad_accum, seed=config["seed"], rank=rank, world_size=world, device=device)
+    out = Path(config["model_dir"])
+    callbacks = [StageLogger(config["run_id"], config["tracking_uri"])] if rank == 0 else []
+    summary = train(loop, recipe, out / "checkpoints", callbacks,
+                    best_model_path=out / "model.pt", final_model_path=out / "final.pt")
+    summary["num_parameters"] = sum(p.numel() for p in recipe.model.parameters())
+    summary["steps_per_epoch"] = recipe.steps_per_epoch
+    return summary
+
+
+# -- the driver --------------------------------------------------------------------------------
+
+
+def _absolute(recipe: dict[str, Any]) -> dict[str, Any]:
+    data = dict(recipe.get("data") or {})
+    for k in ("train_manifest", "dev_manifest", "vocab"):
+        if data.get(k):
+            data[k] = str(Path(data[k]).resolve())
+    return {**recipe, "data": data}
+
+
+def _check_resumable(model_dir: Path, fingerprint: dict[str, Any], fresh: bool) -> None:
+    """Refuse to resume checkpoints made with other params (they would load, or fail, confusingly)."""
+    ckpt_dir = model_dir / "checkpoints"
+    if fresh and model_dir.exists():
+        shutil.rmtree(model_dir)
+    record = ckpt_dir / "params.json"
+    if record.is_file() and any(ckpt_dir.glob("ckpt-*.pt")):
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved != fingerprint:
+            diff = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
+            raise ValueError(f"{ckpt_dir} holds checkpoints made with other params (differing: {diff}); "
+                             f"run with --fresh to start over, or use another name")
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def run(section: dict[str, Any], out_root: Path, run_id: str | None = None, tracking_uri: str | None = None,
+        fresh: bool = False) -> dict[str, Any]:
+    """Train as ``section`` says; returns rank 0's summary. ``run_id``: the MLflow run rank 0 logs into."""
+    unknown = sorted(set(section) - TOP_KEYS)
+    if unknown:
+        raise ValueError(f"train: unknown key(s) {unknown}; known: {sorted(TOP_KEYS)}")
+    from asr_core.train.ctc_recipe import CTCRecipeConfig
+    from asr_core.train.engine import TrainConfig
+
+    name = str(section.get("name") or "model")
+    seed = int(section.get("seed", 0))
+    recipe = _absolute({k: section[k] for k in ("model", "features", "data", "augment", "optim") if k in section})
+    CTCRecipeConfig.from_dict(recipe)  # fail in the driver, before any worker starts
+    loop = dict(section.get("loop") or {})
+    TrainConfig.from_dict({**loop, "seed": seed})
+    ray_cfg = {**RAY_DEFAULTS, **(section.get("ray") or {})}
+    unknown = sorted(set(ray_cfg) - set(RAY_DEFAULTS))
+    if unknown:
+        raise ValueError(f"train.ray: unknown key(s) {unknown}; known: {sorted(RAY_DEFAULTS)}")
+
+    model_dir = (out_root / name).resolve()
+    fingerprint = {"recipe": recipe, "seed": seed, "num_workers": ray_cfg["num_workers"],
+                   **{k: loop.get(k) for k in ("grad_accum", "precision")}}
+    _check_resumable(model_dir, json.loads(json.dumps(fingerprint)), fresh)
+    config = {"recipe": recipe, "loop": loop, "seed": seed, "model_dir": str(model_dir), "run_id": run_id,
+              "tracking_uri": tracking_uri, "use_gpu": bool(ray_cfg["use_gpu"]),
+              "torch_threads": ray_cfg["torch_threads"]}
+    return _fit(config, ray_cfg, name)
+
+
+def _fit(config: dict[str, Any], ray_cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    n = int(ray_cfg["num_workers"])
+    started = False
+    if n > 0 and not ray.is_initialized():
+        if ray_cfg["address"]:
+            ray.init(address=ray_cfg["address"])
+        else:
+            ray.init(num_cpus=ray_cfg["num_cpus"] or os.cpu_count(), include_dashboard=False,
+                     object_store_memory=int(ray_cfg["object_store_mb"]) * 2**20, log_to_driver=True)
+        started = True
+    try:
+        trainer = TorchTrainer(
+            train_loop_per_worker, train_loop_config=config,
+            scaling_config=ScalingConfig(num_workers=n, use_gpu=bool(ray_cfg["use_gpu"]),
+                                         resources_per_worker=ray_cfg["resources_per_worker"]),
+            run_config=RunConfig(name=f"train-{name}", storage_path=ray_cfg["storage_path"]))
+        result = trainer.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    if not isinstance(result.return_value, dict):
+        raise RuntimeError(f"Ray Train returned no summary from rank 0 (got {result.return_value!r})")
+    return result.return_value
+
+
+def report_from(summary: dict[str, Any]) -> dict[str, Any]:
+    best, final = summary.get("best_metrics") or {}, summary.get("final_metrics") or {}
+    keep = ("steps", "final_loss", "best_step", "wall_seconds", "train_seconds", "sequences_per_s",
+            "audio_s_per_s", "bad_batches", "skipped_utterances", "overflow_steps", "world_size", "epoch",
+            "num_parameters", "steps_per_epoch", "stopped_by", "resumed_from")
+    rep = {k: summary.get(k) for k in keep}
+    rep.update(best_dev_wer=best.get("wer"), best_dev_cer=best.get("cer"),
+               final_dev_wer=final.get("wer"), final_dev_cer=final.get("cer"))
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in rep.items()}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = stage_parser(__doc__.splitlines()[0])
+    p.add_argument("--out", default="models", help="model folders go to <out>/<name>/")
+    p.add_argument("--report", default="reports/train.json")
+    p.add_argument("--fresh", action="store_true", help="delete <out>/<name>/ first instead of resuming")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    section = load_params(args.params, "train")
+    from tasks.tracking import log_summary_artifact, stage_run, tracking_uri
+
+    out_root = Path(args.out)
+    with stage_run("train", {"train": section}) as tr:
+        summary = run(section, out_root, run_id=tr.run_id, tracking_uri=tracking_uri(), fresh=args.fresh)
+        report = report_from(summary)
+        tr.log_metrics({k: v for k, v in report.items() if k not in ("steps", "best_step", "resumed_from")})
+        model_dir = out_root / str(section.get("name") or "model")
+        for f in ("model.pt", "final.pt"):
+            if (model_dir / f).is_file():
+                tr.log_artifact(model_dir / f, artifact_path="model")
+        from asr_core.train.checkpoint import latest_checkpoint
+
+        last = latest_checkpoint(model_dir / "checkpoints")
+        if last is not None:
+            tr.log_artifact(last, artifact_path="checkpoints")
+        log_summary_artifact(tr, summary, "train_summary.json")
+    write_report(args.report, report)
+    print(f"train: {report['steps']} steps, final loss {report['final_loss']}, best dev WER {report['best_dev_wer']} "
+          f"CER {report['best_dev_cer']} (step {report['best_step']}), {report['audio_s_per_s']} audio s/s, "
+          f"{report['wall_seconds']} s")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The train stage end to end: Ray Train (local mode, 1 and 2 workers), outputs, report, MLflow run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from asr_core.train.checkpoint import list_checkpoints, load_checkpoint, load_model
+from tests.test_engine import SMALL, make_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _params(tmp_path: Path, corpus: Path, ray: dict, steps: int = 4, **loop) -> Path:
+    """The real params/train.yaml with tiny overrides: small model, a few steps, temp paths."""
+    section = yaml.safe_load((REPO / "params" / "train.yaml").read_text())["train"]
+    section["name"] = "tiny_test"
+    section["model"]["overrides"] = dict(SMALL)
+    section["data"].update(train_manifest=str(corpus / "train.jsonl"), dev_manifest=str(corpus / "dev.jsonl"),
+                           vocab=None, batch_size=3, max_batch_seconds=None, num_workers=0)
+    section["loop"].update(max_steps=steps, max_minutes=None, eval_every=2, ckpt_every=2, log_every=1,
+                           precision="fp32", **loop)
+    section["ray"].update(ray)
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"train": section}))
+    return path
+
+
+def _mlflow_run(run_name: str = "train"):
+    from mlflow.tracking import MlflowClient
+
+    from tasks import tracking
+
+    client = MlflowClient(tracking.tracking_uri())
+    exp = client.get_experiment_by_name(tracking.EXPERIMENT)
+    runs = client.search_runs([exp.experiment_id], f"tags.mlflow.runName = '{run_name}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return client, runs[0]
+
+
+def _stage(tmp_path, params, *extra):
+    from tasks import train as stage
+
+    out, report = tmp_path / "models", tmp_path / "reports" / "train.json"
+    result = stage.main(["--params", str(params), "--out", str(out), "--report", str(report), *extra])
+    return out / "tiny_test", json.loads(report.read_text()), result
+
+
+def test_train_stage_in_process_writes_model_checkpoints_report_and_mlflow(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", splits=(("train", 5), ("dev", 3)), missing=1)  # 2 batches an epoch
+    params = _params(tmp_path, corpus, {"num_workers": 0, "torch_threads": 1})
+    model_dir, report, _ = _stage(tmp_path, params)
+
+    assert report["steps"] == 4 and report["world_size"] == 1 and report["skipped_utterances"] >= 1
+    assert report["best_dev_wer"] is not None and report["final_dev_cer"] is not None
+    assert report["audio_s_per_s"] > 0 and report["sequences_per_s"] > 0 and report["stopped_by"] == "max_steps"
+    assert [s for s, _ in list_checkpoints(model_dir / "checkpoints")] == [2, 4]
+    _, _, vocab = load_model(model_dir / "model.pt")
+    assert vocab.num_outputs == 29 and load_checkpoint(model_dir / "model.pt")["step"] in (2, 4)
+    assert (model_dir / "final.pt").is_file()
+
+    client, run = _mlflow_run()
+    assert run.info.status == "FINISHED" and run.data.params["train.model.preset"] == "tiny"
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 4
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "dev_wer")] == [2, 4]
+    assert "best_dev_wer" in run.data.metrics
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model", "checkpoints", "train_summary.json"} <= arts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {"model/model.pt", "model/final.pt"}
+
+    # the same command again resumes from the last checkpoint: nothing left to train
+    _, again, _ = _stage(tmp_path, params)
+    assert again["resumed_from"] == 4 and again["steps"] == 4
+    # other params are refused until --fresh
+    changed = yaml.safe_load(params.read_text())
+    changed["train"]["optim"]["lr"] = 0.02
+    params.write_text(yaml.safe_dump(changed))
+    with pytest.raises(ValueError, match=r"other params \(differing: \['recipe'\]\).*--fresh"):
+        _stage(tmp_path, params)
+    _, fresh, _ = _stage(tmp_path, params, "--fresh")
+    assert fresh["resumed_from"] is None
+
+
+@pytest.mark.slow  # ~40 s here: Ray's start-up, not the 4 steps
+def test_train_stage_one_ray_worker(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    params = _params(tmp_path, corpus, {"num_workers": 1, "resources_per_worker": {"CPU": 1}, "num_cpus": 2,
+                                        "torch_threads": 1, "storage_path": str(tmp_path / "ray")})
+    model_dir, report, _ = _stage(tmp_path, params)
+    assert report["steps"] == 4 and report["world_size"] == 1
+    assert (model_dir / "model.pt").is_file()
+    client, run = _mlflow_run()
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 4  # logged from the Ray worker
+
+
+@pytest.mark.slow
+def test_train_stage_two_ray_cpu_workers_gloo(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", splits=(("train", 12), ("dev", 2)))
+    params = _params(tmp_path, corpus, {"num_workers": 2, "resources_per_worker": {"CPU": 1}, "num_cpus": 2,
+                                        "torch_threads": 1, "storage_path": str(tmp_path / "ray")})
+    model_dir, report, _ = _stage(tmp_path, params)
+    assert report["steps"] == 4 and report["world_size"] == 2
+    ck = load_checkpoint(model_dir / "checkpoints" / "ckpt-00000004.pt")
+    assert ck["world_size"] == 2 and len(ck["rng"]) == 2
+    assert (model_dir / "model.pt").is_file()
