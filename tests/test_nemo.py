@@ -352,3 +352,15 @@ def test_cli_import_and_export(tmp_path, capsys):
         main(["import", str(make_nemo(tmp_path, config=bad, name="bad.nemo")), str(tmp_path / "d.pt")])
     assert e.value.code == 2
     assert "encoder.jasper[4].separable" in capsys.readouterr().err
+
+
+def test_export_is_byte_reproducible(tmp_path):
+    import torch as _torch
+
+    from asr_core.models.nemo import write_nemo
+
+    state = {"w": _torch.arange(6.0).reshape(2, 3)}
+    for gz in (False, True):
+        a = write_nemo(tmp_path / f"a{gz}.nemo", {"k": 1}, state, compress=gz).read_bytes()
+        b = write_nemo(tmp_path / f"b{gz}.nemo", {"k": 1}, state, compress=gz).read_bytes()
+        assert a == b

@@ -26,14 +26,15 @@ multiple of the hop. The networks compute the same function; only that last fram
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gzip
 import io
 import math
 import os
 import re
 import tarfile
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -444,17 +445,22 @@ def write_nemo(
     *,
     compress: bool = False,
 ) -> Path:
-    """Write a ``.nemo`` tar (members ``./model_config.yaml``, ``./model_weights.ckpt``) atomically."""
+    """Write a ``.nemo`` tar (members ``./model_config.yaml``, ``./model_weights.ckpt``) atomically.
+
+    Byte-reproducible: member times (and the gzip header's) are fixed at 0, so the same
+    model always gives the same archive (DVC sees an unchanged output).
+    """
     weights = io.BytesIO()
     torch.save(dict(state), weights)
     members = {CONFIG_NAME: yaml.safe_dump(dict(config), sort_keys=False).encode("utf-8"),
                WEIGHTS_NAME: weights.getvalue()}
     path = Path(path)
     with atomic_path(path) as tmp:
-        with tarfile.open(tmp, "w:gz" if compress else "w") as tf:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if compress else \
+                contextlib.nullcontext(raw) as f, tarfile.open(fileobj=f, mode="w") as tf:
             for name, data in members.items():
                 info = tarfile.TarInfo(f"./{name}")  # NeMo archives its folder as "."
-                info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
                 tf.addfile(info, io.BytesIO(data))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
