@@ -13,8 +13,17 @@ from pathlib import Path
 ORDER = ("download", "prepare", "tokenizer", "train", "evaluate", "export", "benchmark")
 
 
-def _scalars(d: dict) -> list[str]:
-    return [f"{k}={v}" for k, v in d.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
+def _scalars(d: dict, prefix: str = "") -> list[str]:
+    """``k=v`` for scalars; one level of nested dicts (per-split metrics) as ``split.k=v``."""
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict) and not prefix:
+            out += _scalars(v, f"{k}.")
+        elif isinstance(v, float):
+            out.append(f"{prefix}{k}={v:.4g}")
+        elif isinstance(v, (int, str)) and not isinstance(v, bool):
+            out.append(f"{prefix}{k}={v}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
