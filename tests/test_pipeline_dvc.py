@@ -55,6 +55,7 @@ def test_dvc_repro_pipeline_then_nothing_to_do(tmp_path):
     data["train"]["loop"].update({"max_steps": 4, "max_minutes": None, "eval_every": 4, "ckpt_every": 2, "log_every": 1})
     data["train"]["data"].update({"num_workers": 0, "eval_max_utterances": 4, "max_batch_seconds": 30})
     data["train"]["ray"].update({"num_workers": 0})
+    data["train"]["optim"]["schedule"].update({"warmup_steps": 1})
     tr.write_text(yaml.safe_dump(data, sort_keys=False))
     _set(work / "params" / "evaluate.yaml", "evaluate", {"num_workers": 0})
 

@@ -23,6 +23,7 @@ def _params(tmp_path: Path, corpus: Path, ray: dict, steps: int = 4, **loop) -> 
                            vocab=None, batch_size=3, max_batch_seconds=None, num_workers=0)
     section["loop"].update(max_steps=steps, max_minutes=None, eval_every=2, ckpt_every=2, log_every=1,
                            precision="fp32", **loop)
+    section["optim"]["schedule"].update(warmup_steps=1)  # the default's warm-up is longer than the run
     section["ray"].update(ray)
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump({"train": section}))
