@@ -38,7 +38,7 @@ import multiprocessing as mp
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,16 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from asr_core.data.audio import FORMATS, audio_info, encode_audio, load_audio, resample, segment_frames, to_mono
+from asr_core.config import reject_unknown
+from asr_core.data.audio import (
+    FORMATS,
+    audio_info,
+    encode_audio,
+    load_audio,
+    resample,
+    segment_frames,
+    to_mono,
+)
 from asr_core.data.items import SourceItem, read_index
 from asr_core.io import atomic_path, atomic_write_json, write_jsonl
 from asr_core.text import normalize_text, out_of_alphabet
@@ -99,10 +108,7 @@ class PrepareConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PrepareConfig:
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"PrepareConfig: unknown key(s) {unknown}; known keys are {known}")
+        reject_unknown(cls, d, "prepare")
         return cls(**d)
 
 

@@ -8,10 +8,11 @@ given text and config (single-threaded, no sampling of the input sentences).
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
+from asr_core.config import reject_unknown
 from asr_core.io.atomic import atomic_write_bytes
 
 
@@ -35,10 +36,7 @@ class SentencePieceConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SentencePieceConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown tokenizer option(s) {unknown}; known: {sorted(known)}")
+        reject_unknown(cls, d, "tokenizer")
         return cls(**d)
 
 

@@ -48,6 +48,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
+from asr_core.config import reject_unknown
+
 SCHEDULES = ("exponential", "legacy", "polynomial", "tri_stage", "plateau")
 
 # Options each schedule reads, with its default; None in the config means "this default".
@@ -119,10 +121,7 @@ class ScheduleConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScheduleConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown schedule option(s) {unknown}; known: {sorted(known)}")
+        reject_unknown(cls, d, "schedule")
         return cls(**d)
 
 

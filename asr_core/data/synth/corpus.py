@@ -30,7 +30,7 @@ import multiprocessing
 import random
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from asr_core.config import reject_unknown
 from asr_core.data.items import SourceItem
 from asr_core.data.synth import espeak
 from asr_core.data.synth.grammar import make_sentence
@@ -121,10 +122,7 @@ class SynthConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SynthConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown}; valid options are {sorted(names)}")
+        reject_unknown(cls, d, "synthetic corpus")
         return cls(**d)
 
 
