@@ -17,9 +17,10 @@ run: install
 test: install
 	@$(ENV) python -m pytest -q
 
-## bench: speed figures (prepare throughput, ...) written under bench/results/
+## bench: speed figures (prepare throughput, training throughput and Ray overhead, ...) written under bench/results/
 bench: install
 	@$(ENV) python bench/bench_prepare.py --minutes 30 --out bench/results/prepare.json
+	@$(ENV) python bench/bench_train.py --out bench/results/train.json
 
 clean-data:
 	rm -rf data reports .dvc/cache .dvc/tmp

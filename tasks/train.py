@@ -151,6 +151,13 @@ def _check_resumable(model_dir: Path, fingerprint: dict[str, Any], fresh: bool) 
 def run(section: dict[str, Any], out_root: Path, run_id: str | None = None, tracking_uri: str | None = None,
         fresh: bool = False) -> dict[str, Any]:
     """Train as ``section`` says; returns rank 0's summary. ``run_id``: the MLflow run rank 0 logs into."""
+    config, ray_cfg, name = worker_config(section, out_root, run_id, tracking_uri, fresh)
+    return _fit(config, ray_cfg, name)
+
+
+def worker_config(section: dict[str, Any], out_root: Path, run_id: str | None = None,
+                  tracking_uri: str | None = None, fresh: bool = False) -> tuple[dict, dict, str]:
+    """Check ``section`` and the checkpoint folder; ``(config for train_loop_per_worker, ray params, name)``."""
     unknown = sorted(set(section) - TOP_KEYS)
     if unknown:
         raise ValueError(f"train: unknown key(s) {unknown}; known: {sorted(TOP_KEYS)}")
@@ -175,7 +182,25 @@ def run(section: dict[str, Any], out_root: Path, run_id: str | None = None, trac
     config = {"recipe": recipe, "loop": loop, "seed": seed, "model_dir": str(model_dir), "run_id": run_id,
               "tracking_uri": tracking_uri, "use_gpu": bool(ray_cfg["use_gpu"]),
               "torch_threads": ray_cfg["torch_threads"]}
-    return _fit(config, ray_cfg, name)
+    return config, ray_cfg, name
+
+
+def _LocalTorchTrainer(base: type) -> type:
+    """``TorchTrainer`` without Ray's PlacementGroupCleaner, for the local Ray we start and stop here.
+
+    The cleaner removes a placement group if a Train controller dies without doing so, on a
+    long-lived cluster; it asks the State API once a second, which needs the dashboard that a
+    local run leaves off (~1 GB less), so every run printed a warning per second. The local
+    Ray is shut down with the run, which frees its placement groups anyway. (Ray 2.60 has no
+    switch for it: the callback list is filtered by class name.)
+    """
+
+    class LocalTorchTrainer(base):
+        def _create_default_callbacks(self):
+            return [c for c in super()._create_default_callbacks()
+                    if type(c).__name__ != "PlacementGroupCleanerCallback"]
+
+    return LocalTorchTrainer
 
 
 def _fit(config: dict[str, Any], ray_cfg: dict[str, Any], name: str) -> dict[str, Any]:
@@ -189,11 +214,16 @@ def _fit(config: dict[str, Any], ray_cfg: dict[str, Any], name: str) -> dict[str
         if ray_cfg["address"]:
             ray.init(address=ray_cfg["address"])
         else:
+            # Ray starts its worker processes at nice 15 (raylet's worker_niceness): on a busy
+            # machine the training workers, and their data loaders, then lose the CPU to anything
+            # else. They are the job here: run them at the driver's priority.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=ray_cfg["num_cpus"] or os.cpu_count(), include_dashboard=False,
                      object_store_memory=int(ray_cfg["object_store_mb"]) * 2**20, log_to_driver=True)
         started = True
     try:
-        trainer = TorchTrainer(
+        trainer_cls = _LocalTorchTrainer(TorchTrainer) if started and not ray_cfg["address"] else TorchTrainer
+        trainer = trainer_cls(
             train_loop_per_worker, train_loop_config=config,
             scaling_config=ScalingConfig(num_workers=n, use_gpu=bool(ray_cfg["use_gpu"]),
                                          resources_per_worker=ray_cfg["resources_per_worker"]),
