@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: install run test test-fast bench clean-data
+.PHONY: install run test test-fast bench bench-15x5 clean-data servers servers-stop servers-status ui
 
 install:
 	@bash scripts/bootstrap.sh
@@ -13,6 +13,21 @@ run: install
 	@$(ENV) dvc repro
 	@$(ENV) python -m tasks.summary reports
 
+## servers: Prefect server + the process serving every deployment, on 127.0.0.1 (README "Orchestration")
+servers: install
+	@$(ENV) python -m flows.servers start
+
+## ui: the MLflow UI over mlruns/ on 127.0.0.1 (one worker, no job runner)
+ui: install
+	@$(ENV) python -m flows.servers ui
+
+servers-status:
+	@$(ENV) python -m flows.servers status
+
+## servers-stop: stop what `make servers` / `make ui` started
+servers-stop:
+	@$(ENV) python -m flows.servers stop
+
 ## test: install, then the test suite (what CI runs)
 test: install
 	@$(ENV) python -m pytest -q
@@ -21,6 +36,12 @@ test: install
 bench: install
 	@$(ENV) python bench/bench_prepare.py --minutes 30 --out bench/results/prepare.json
 	@$(ENV) python bench/bench_train.py --out bench/results/train.json
+	@$(ENV) python bench/bench_beam.py --out bench/results/beam.json
+
+## bench-15x5: the inference grid (batch x clip x backend) on QuartzNet 15x5, README "Benchmark"
+bench-15x5: install
+	@$(ENV) python -m tasks.benchmark --params bench/benchmark_15x5.yaml --preset quartznet:15x5 \
+		--out bench/results/qn15x5 --report bench/results/qn15x5.json
 
 clean-data:
 	rm -rf data reports .dvc/cache .dvc/tmp

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import tasks.offline  # noqa: F401
 from asr_core.io.atomic import atomic_write_text
+from tasks.beam_search import beam_evaluation, log_beam
 from tasks.common import load_params, stage_parser, write_report
 
-DEFAULTS = {"batch_seconds": 300.0, "num_workers": 1, "device": "cpu", "max_utterances": None}
+DEFAULTS = {"batch_seconds": 300.0, "num_workers": 1, "device": "cpu", "max_utterances": None, "lm": None}
 
 
 def _tsv(rows) -> str:
@@ -40,14 +41,27 @@ def run(section: dict, out_dir: Path) -> dict:
     if not model_path.is_file():
         raise FileNotFoundError(f"evaluate.model: {model_path} not found (run the train stage first)")
     model, features, vocab = load_model(model_path, device=opts["device"])
-    report: dict = {"model": str(model_path)}
-    for split in opts["splits"]:
+    beam = beam_evaluation(opts["lm"], vocab)  # None: greedy only
+
+    def transcribe(split: str, limit: int | None, where: str = "evaluate.splits"):
         manifest = Path(opts["manifest_dir"]) / f"{split}.jsonl"
         if not manifest.is_file():
-            raise FileNotFoundError(f"evaluate.splits: no manifest for split {split!r} at {manifest}")
-        transcripts, skipped = transcribe_manifest(
+            raise FileNotFoundError(f"{where}: no manifest for split {split!r} at {manifest}")
+        return transcribe_manifest(
             model, features.cfg, vocab, manifest, batch_seconds=opts["batch_seconds"],
-            num_workers=opts["num_workers"], max_utterances=opts["max_utterances"], device=opts["device"])
+            num_workers=opts["num_workers"], max_utterances=limit, device=opts["device"],
+            keep_log_probs=beam is not None)
+
+    report: dict = {"model": str(model_path)}
+    done: dict = {}
+    if beam is not None:  # choose the LM weights on the tune (dev) split before decoding any split
+        tune = beam.settings.tune_split
+        if tune in opts["splits"]:
+            done[tune] = transcribe(tune, opts["max_utterances"])
+        report["beam"] = beam.tune((done.get(tune) or transcribe(tune, beam.settings.tune_utterances,
+                                                                  "evaluate.lm.tune_split"))[0])
+    for split in opts["splits"]:
+        transcripts, skipped = done.pop(split, None) or transcribe(split, opts["max_utterances"])
         rows = []
         for t in transcripts:
             e = utterance_errors(t.ref, t.hyp)
@@ -59,6 +73,9 @@ def run(section: dict, out_dir: Path) -> dict:
                          "audio_hours": round(sum(t.duration for t in transcripts) / 3600, 4)}
         print(f"evaluate: {split}: WER {100 * scores['wer']:.2f}%  CER {100 * scores['cer']:.2f}%  "
               f"({scores['utterances']} utterances, {len(skipped)} unreadable)")
+        if beam is not None:  # beam + LM beside greedy, same log-probs: <split>.beam.tsv
+            beam_rows, report[split]["beam"] = beam.score(transcripts)
+            atomic_write_text(out_dir / f"{split}.beam.tsv", _tsv(beam_rows))
     return report
 
 
@@ -79,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         tr.log_metrics({k: v for k, v in report.items() if isinstance(v, dict)})
         for split in section["splits"]:
             tr.log_artifact(out / f"{split}.tsv", artifact_path="eval")
+        log_beam(tr, report, out, section["splits"])
     write_report(args.report, report)
     return report
 

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-ORDER = ("download", "prepare", "tokenizer", "train", "evaluate", "export", "benchmark")
+ORDER = ("download", "prepare", "tokenizer", "lm", "train", "evaluate", "export", "benchmark")
 
 
 def _scalars(d: dict, prefix: str = "") -> list[str]:

@@ -134,3 +134,65 @@ def log_summary_artifact(sr: StageRun, summary: Mapping[str, Any], name: str) ->
         p = Path(tmp) / name
         p.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         sr.log_artifact(p)
+
+
+# ---- Flow runs (flows/): a parent run per flow run, one child per stage. ----------------------
+# The flows use an MlflowClient with explicit run ids: MLflow's active run is thread-local and
+# Prefect runs tasks in threads (STACK.md), so nothing here relies on mlflow.start_run().
+
+
+def client():
+    """An MlflowClient on the store of :func:`tracking_uri` (no active-run state)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri())
+
+
+def experiment_id(name: str = EXPERIMENT) -> str:
+    c = client()
+    exp = c.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return c.create_experiment(name, artifact_location=_artifact_root(tracking_uri()))
+        except Exception:  # created meanwhile by another process
+            exp = c.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    return exp.experiment_id
+
+
+def start_flow_run(name: str, *, tags: Mapping[str, Any], params: Mapping[str, Any] | None = None,
+                   experiment: str = EXPERIMENT, parent_run_id: str | None = None) -> str:
+    """Open a run for a flow (or, with ``parent_run_id``, a child of one); returns its id."""
+    from mlflow.entities import Param
+
+    all_tags = {"git_commit": git_commit(), **{k: str(v) for k, v in tags.items()}}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    c = client()
+    run_id = c.create_run(experiment_id(experiment), run_name=name, tags=all_tags).info.run_id
+    items = [Param(k, str(v)[:6000]) for k, v in flatten(params or {}).items()]
+    for i in range(0, len(items), 100):
+        c.log_batch(run_id, params=items[i : i + 100])
+    return run_id
+
+
+def end_flow_run(run_id: str, *, error: BaseException | str | None = None,
+                 tags: Mapping[str, Any] | None = None) -> None:
+    """FINISHED, or FAILED with the error as the ``error`` tag."""
+    c = client()
+    for k, v in (tags or {}).items():
+        c.set_tag(run_id, k, str(v))
+    if error is not None:
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        c.set_tag(run_id, "error", text[:5000])
+    c.set_terminated(run_id, status="FAILED" if error is not None else "FINISHED")
+
+
+def find_child_run(parent_run_id: str, stage: str, experiment: str = EXPERIMENT) -> str | None:
+    """The newest run a stage process opened under ``parent_run_id`` (ASR_PARENT_RUN_ID), if any."""
+    runs = client().search_runs(
+        [experiment_id(experiment)],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.stage = '{stage}'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None

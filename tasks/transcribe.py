@@ -1,6 +1,12 @@
-"""Transcribe audio files with a trained model (greedy CTC).
+"""Transcribe audio files with a trained model (greedy CTC, or beam search with an LM: --lm).
 
     python -m tasks.transcribe --model models/quartznet_tiny/model.pt a.wav b.flac ...
+    python -m tasks.transcribe --model models/quartznet_tiny/model.pt --lm data/lm \
+        --weights-from reports/evaluate.json a.wav
+    python -m tasks.transcribe --model models/quartznet_tiny/model.pt --backend openvino a.wav
+
+``--backend onnxruntime|openvino`` runs the export stage's files (``--exports``, default
+``exports/<model folder name>``); features and vocabulary still come from ``model.pt``.
 
 Any format, sample rate and channel count soundfile reads; prints ``path<TAB>text``.
 """
@@ -12,6 +18,7 @@ import sys
 from pathlib import Path
 
 import tasks.offline  # noqa: F401
+from tasks.beam_search import add_lm_args, beam_from_args
 
 
 def main(argv: list[str] | None = None) -> list[str]:
@@ -19,6 +26,10 @@ def main(argv: list[str] | None = None) -> list[str]:
     p.add_argument("--model", required=True, help="a model.pt written by the train stage")
     p.add_argument("--device", default="cpu")
     p.add_argument("audio", nargs="+", help="audio files")
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch")
+    p.add_argument("--precision", default="fp32", help="fp32 | bf16 (torch, openvino) | fp16w (openvino)")
+    p.add_argument("--exports", help="export folder (default: exports/<name of the model's folder>)")
+    add_lm_args(p)
     args = p.parse_args(argv)
     missing = [a for a in args.audio if not Path(a).is_file()]
     if missing:
@@ -27,7 +38,17 @@ def main(argv: list[str] | None = None) -> list[str]:
     from asr_core.train.checkpoint import load_model
 
     model, features, vocab = load_model(args.model, device=args.device)
-    texts = transcribe_files(model, features.cfg, vocab, args.audio, device=args.device)
+    if args.backend != "torch" or args.precision != "fp32":
+        from asr_core.export import BackendUnavailable, make_runner
+
+        exports = args.exports or Path("exports") / Path(args.model).parent.name
+        try:
+            model = make_runner(f"{args.backend}_{args.precision}", model=model, export_dir=exports,
+                                device=args.device)
+        except (ValueError, FileNotFoundError, BackendUnavailable) as e:
+            p.error(str(e))
+    beam = beam_from_args(args, vocab)  # None: greedy
+    texts = transcribe_files(model, features.cfg, vocab, args.audio, device=args.device, beam=beam)
     for path, text in zip(args.audio, texts):
         print(f"{path}\t{text}")
     sys.stdout.flush()

@@ -32,3 +32,19 @@ def _isolated_tracking(tmp_path_factory):
 @pytest.fixture
 def venv_bin() -> Path:
     return Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def _default_sigchld():
+    """Give SIGCHLD back its default handler after each test.
+
+    A torch DataLoader with worker processes installs a SIGCHLD handler in the main process
+    (once per process, to report dead workers) and leaves it there. In a long pytest process a
+    later test that starts any child process (subprocess, OpenVINO, MLflow) then crashed with
+    SIGSEGV inside poll() when that child exited. Stage commands run one per process, so only
+    the test process needs this.
+    """
+    yield
+    import signal
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -58,6 +58,23 @@ def test_dvc_repro_pipeline_then_nothing_to_do(tmp_path):
     data["train"]["optim"]["schedule"].update({"warmup_steps": 1})
     tr.write_text(yaml.safe_dump(data, sort_keys=False))
     _set(work / "params" / "evaluate.yaml", "evaluate", {"num_workers": 0})
+    ev = work / "params" / "evaluate.yaml"  # beam search: a one-point grid on 2 dev utterances
+    data = yaml.safe_load(ev.read_text())
+    data["evaluate"]["lm"].update({"beam_size": 8, "tune_utterances": 2, "lm_weights": [1.0], "word_scores": [0.0]})
+    ev.write_text(yaml.safe_dump(data, sort_keys=False))
+    # export: one reduced-precision variant; a 4-step model's WER means nothing, so no WER tolerance there
+    _set(work / "params" / "export.yaml", "export",
+         {"num_workers": 0, "reduced_precision": ["openvino_bf16"], "wer_tolerance": 1.0})
+    bm = work / "params" / "benchmark.yaml"  # a 2 x 1 grid, 2 timed iterations, 1 training step
+    data = yaml.safe_load(bm.read_text())
+    data["benchmark"].update({"cpu_runners": ["torch_fp32", "onnxruntime_fp32", "openvino_bf16"],
+                              "cuda_runners": ["torch_fp16"]})
+    data["benchmark"]["grid"].update({"batch_sizes": [1, 2], "clip_seconds": [1.0], "warmup": 1, "iterations": 2,
+                                      "min_iterations": 1, "max_cell_seconds": None})
+    data["benchmark"]["wer"].update({"num_workers": 0})
+    data["benchmark"]["train_throughput"].update({"precisions": ["fp32"], "batch_size": 1, "clip_seconds": 1.0,
+                                                  "warmup": 0, "steps": 1})
+    bm.write_text(yaml.safe_dump(data, sort_keys=False))
 
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -72,13 +89,30 @@ def test_dvc_repro_pipeline_then_nothing_to_do(tmp_path):
     assert (work / "data" / "tokenizer" / "spm.model").is_file()
     assert json.loads((work / "data" / "tokenizer" / "chars.json").read_text())["blank"] == 28
     lock = yaml.safe_load((work / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"download", "prepare", "tokenizer", "train", "evaluate"}
+    assert set(lock["stages"]) == {"download", "prepare", "tokenizer", "lm", "train", "evaluate", "export",
+                                   "benchmark"}
+    assert (work / "data" / "lm" / "lm.arpa").read_text().startswith("\\data\\")
+    assert (work / "data" / "lm" / "lexicon.txt").is_file()
+    assert json.loads((work / "reports" / "lm.json").read_text())["sentences"] == 24
     assert (work / "models" / "quartznet_tiny" / "model.pt").is_file()
     evaluation = json.loads((work / "reports" / "evaluate.json").read_text())
     assert {"dev", "test", "test_unseen_voice"} <= set(evaluation)
     assert evaluation["test"]["utterances"] == 4
     assert (work / "reports" / "eval" / "test_unseen_voice.tsv").is_file()
+    assert evaluation["beam"]["tune_split"] == "dev" and evaluation["beam"]["lm_weight"] == 1.0
+    assert {"wer", "cer"} <= set(evaluation["test_unseen_voice"]["beam"])
+    assert (work / "reports" / "eval" / "test_unseen_voice.beam.tsv").is_file()
     assert json.loads((work / "reports" / "download.json").read_text())["utterances"] == 36
+    exported = json.loads((work / "reports" / "export.json").read_text())
+    assert exported["passed"] and exported["utterances"] == 4
+    assert exported["backends"]["onnxruntime_fp32"]["max_abs_diff"] <= 1e-3
+    for rel in ("model.onnx", "openvino/model.xml", "openvino/model.bin", "export.json"):
+        assert (work / "exports" / "quartznet_tiny" / rel).is_file(), rel
+    bench = json.loads((work / "reports" / "benchmark.json").read_text())
+    assert len(bench["cells"]) == 3 * 2 and bench["wer"]["cpu/onnxruntime_fp32"] == bench["wer"]["cpu/torch_fp32"]
+    assert bench["cells"]["cpu/openvino_bf16/bs2/1s"]["rtfx"] > 0 and bench["machine"]["cpu_cores"] >= 1
+    for name in ("cells.csv", "latency.png", "rtfx.png", "report.md", "machine.json"):
+        assert (work / "reports" / "benchmark" / name).is_file(), name
 
     again = _dvc(["repro"], work, env)
     assert "Running stage" not in again, again

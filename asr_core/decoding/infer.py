@@ -27,15 +27,25 @@ from asr_core.text import CharVocab
 class Transcript:
     utt_id: str
     ref: str
-    hyp: str
+    hyp: str  # greedy
     duration: float
+    log_probs: torch.Tensor | None = None  # (T, V) float32 on CPU, with keep_log_probs (beam search, tuning)
 
 
 @torch.no_grad()
-def _decode(model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor, vocab: CharVocab,
-            device: torch.device) -> list[str]:
+def _forward(model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor, vocab: CharVocab,
+             device: torch.device, beam=None) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(transcripts, log_probs (B, T, V), lengths (B,)): greedy, or ``beam`` (a LexiconBeamDecoder)."""
     log_probs, out_lens = model(feats.to(device), feat_lens.to(device))
-    return [vocab.decode(ids) for ids in greedy_decode(log_probs, out_lens)]
+    log_probs, out_lens = log_probs.float().cpu(), out_lens.cpu()
+    if beam is not None:
+        return beam.decode(log_probs, out_lens), log_probs, out_lens
+    return [vocab.decode(ids) for ids in greedy_decode(log_probs, out_lens)], log_probs, out_lens
+
+
+def _decode(model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor, vocab: CharVocab,
+            device: torch.device, beam=None) -> list[str]:
+    return _forward(model, feats, feat_lens, vocab, device, beam)[0]
 
 
 def transcribe_manifest(
@@ -48,8 +58,12 @@ def transcribe_manifest(
     num_workers: int = 1,
     max_utterances: int | None = None,
     device: str | torch.device = "cpu",
+    keep_log_probs: bool = False,
 ) -> tuple[list[Transcript], list[tuple[str, str]]]:
     """Transcribe every utterance of a manifest: ``(transcripts in manifest order, skipped)``.
+
+    ``keep_log_probs`` keeps each utterance's (T, V) log-probs in its transcript, for
+    beam search and LM weight tuning without a second network pass.
 
     ``skipped`` lists ``(utt_id, reason)`` for files that could not be read; they are
     left out of the transcripts (and so of the WER), and the caller reports them.
@@ -70,12 +84,16 @@ def transcribe_manifest(
     model.eval()
     index = {u: i for i, u in enumerate(manifest.utt_ids)}
     hyps: dict[str, str] = {}
+    emissions: dict[str, torch.Tensor] = {}
     skipped: list[tuple[str, str]] = []
     for batch in loader:
         skipped += [(u, str(r)) for u, r in batch["skipped"]]
         if batch["feats"].size(0):
-            hyps.update(zip(batch["utt_ids"], _decode(model, batch["feats"], batch["feat_lens"], vocab, device)))
-    out = [Transcript(u, manifest.texts[index[u]], hyps[u], float(manifest.durations[index[u]]))
+            texts, log_probs, lens = _forward(model, batch["feats"], batch["feat_lens"], vocab, device)
+            hyps.update(zip(batch["utt_ids"], texts))
+            if keep_log_probs:
+                emissions.update((u, log_probs[b, : int(lens[b])].clone()) for b, u in enumerate(batch["utt_ids"]))
+    out = [Transcript(u, manifest.texts[index[u]], hyps[u], float(manifest.durations[index[u]]), emissions.get(u))
            for u in manifest.utt_ids if u in hyps]
     return out, skipped
 
@@ -86,8 +104,13 @@ def transcribe_files(
     vocab: CharVocab,
     paths: Iterable[str | os.PathLike],
     device: str | torch.device = "cpu",
+    beam=None,
 ) -> list[str]:
-    """Transcribe audio files of any format/rate/channel count soundfile reads, one at a time."""
+    """Transcribe audio files of any format/rate/channel count soundfile reads, one at a time.
+
+    ``beam``: a :class:`~asr_core.decoding.beam.LexiconBeamDecoder` (beam search with an
+    LM); greedy decoding without one.
+    """
     from asr_core.data.audio import load_audio, resample, to_mono
     from asr_core.features import FilterbankFeatures
 
@@ -101,5 +124,5 @@ def transcribe_files(
             x = resample(x, sr, features.sample_rate)
         wave = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
         feats, feat_lens = fb(wave, torch.tensor([wave.size(1)]))
-        out.append(_decode(model, feats, feat_lens, vocab, device)[0])
+        out.append(_decode(model, feats, feat_lens, vocab, device, beam)[0])
     return out

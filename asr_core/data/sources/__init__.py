@@ -17,6 +17,7 @@ from asr_core.data.items import SourceItem
 SOURCES: dict[str, tuple[str, str, str]] = {
     "synthetic": ("asr_core.data.synth", "SynthConfig", "build_synthetic_corpus"),
     "librispeech": ("asr_core.data.sources.librispeech", "LibriSpeechConfig", "fetch_librispeech"),
+    "librispeech_lm": ("asr_core.data.sources.librispeech_lm", "LibriSpeechLMConfig", "fetch_librispeech_lm"),
     "commonvoice": ("asr_core.data.sources.commonvoice", "CommonVoiceConfig", "fetch_commonvoice"),
     "tedlium": ("asr_core.data.sources.tedlium", "TedliumConfig", "fetch_tedlium"),
     "manifest": ("asr_core.data.sources.manifest", "ManifestConfig", "fetch_manifest"),

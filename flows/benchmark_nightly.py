@@ -1,0 +1,132 @@
+"""Flow ``benchmark-nightly``: re-run the DVC ``benchmark`` stage for each champion model and
+compare the figures with earlier nights (``tasks.bench_history.compare_with_history``).
+
+Scheduled by ``params/flows.yaml`` (``flows.nightly.cron``, 02:00 by default); on demand::
+
+    prefect deployment run benchmark-nightly/nightly
+
+For each registered model of ``flows.registry`` that has a ``champion`` alias, the champion's
+``train_name`` tag names its outputs; the stage runs with ``train.name`` overridden to it, after
+checking that ``exports/<train_name>/model.onnx`` in the workspace is the champion's file (md5).
+A regression ends the flow run **Failed** with a message naming the regressed cells; the
+comparison report (markdown) is an artifact of the nightly MLflow run either way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows import config
+from flows.overrides import overridden_params
+from flows.pipeline import prefect_context
+from flows.steps import dvc_stage, file_md5, md5_tags, value
+from tasks import tracking
+from tasks.dvc_stage import pipeline_stages
+
+EXPERIMENT = "benchmark-nightly"
+
+
+class BenchmarkRegression(RuntimeError):
+    """A champion's benchmark figures fell behind earlier nights."""
+
+
+def champion_outputs(repo: Path, model_name: str) -> tuple[Any, str] | None:
+    """(champion version, its train name) or None when ``model_name`` has no champion."""
+    from tasks.registry import current_champion
+
+    version, _ = current_champion(model_name)
+    if version is None:
+        return None
+    train_name = version.tags.get("train_name")
+    if not train_name:
+        raise ValueError(f"{model_name} v{version.version}: model version has no 'train_name' tag")
+    onnx = repo / "exports" / train_name / "model.onnx"
+    want = version.tags.get("onnx_md5")
+    if not onnx.is_file() or (want and file_md5(onnx) != want):
+        raise FileNotFoundError(
+            f"{model_name} v{version.version} (champion): {onnx.relative_to(repo)} in the workspace is not its model "
+            f"(md5 {file_md5(onnx) if onnx.is_file() else 'missing'} != {want}); re-create it with its flow run "
+            f"({version.tags.get('prefect.flow_run_id', '?')}) or `dvc checkout` at git commit {version.tags.get('git_commit', '?')}")
+    return version, train_name
+
+
+def _compare(metrics: dict, params: dict) -> dict:
+    from tasks.bench_history import compare_with_history
+
+    return compare_with_history(metrics, params=params, tracking_uri=tracking.tracking_uri(), experiment=EXPERIMENT)
+
+
+@flow(name="benchmark-nightly", log_prints=True)
+def benchmark_nightly(models: list[str] | None = None) -> dict[str, Any]:
+    """``models``: registered model names (default: every name in ``flows.registry``)."""
+    logger = get_run_logger()
+    repo = Path.cwd()
+    cfg = config.load(repo)["flows"]
+    names = models or list(dict.fromkeys(cfg["registry"].values()))
+    stages = list(cfg["nightly"]["stages"])
+    available = pipeline_stages(repo)
+    ctx = prefect_context()
+    out: dict[str, Any] = {}
+    regressions: list[str] = []
+    for model_name in names:
+        found = champion_outputs(repo, model_name)
+        if found is None:
+            logger.warning(f"{model_name}: no champion registered yet; nothing to benchmark")
+            out[model_name] = {"status": "no champion"}
+            continue
+        version, train_name = found
+        with overridden_params(repo, _name_override(repo, train_name), log=logger.info):
+            parent = tracking.start_flow_run(
+                f"benchmark-nightly {model_name} v{version.version}", experiment=EXPERIMENT,
+                tags={**ctx, "flow": "benchmark-nightly", "registered_model": model_name,
+                      "model_version": version.version, "train_name": train_name})
+            try:
+                result = {"version": version.version, "mlflow_parent_run_id": parent, "stages": {}}
+                for stage in stages:
+                    if stage not in available:
+                        logger.warning(f"stage '{stage}' not available: dvc.yaml has no such stage; going on")
+                        result["stages"][stage] = {"status": "not available"}
+                        continue
+                    result["stages"][stage] = value(dvc_stage(stage, parent, experiment=EXPERIMENT, force=True))
+                report_path = repo / "reports" / "benchmark.json"
+                if "benchmark" in available:
+                    verdict = _compare(json.loads(report_path.read_text(encoding="utf-8")), _bench_params(repo))
+                    tracking.client().log_text(parent, verdict["report_md"], "benchmark_history.md")
+                    result.update(regressed=bool(verdict["regressed"]), findings=verdict["findings"])
+                    logger.info(verdict["report_md"])
+                    if verdict["regressed"]:
+                        regressions.append(f"{model_name} v{version.version}: "
+                                           + "; ".join(_finding(f) for f in verdict["findings"]))
+            except BaseException as e:
+                tracking.end_flow_run(parent, error=e, tags=md5_tags(repo, available))
+                raise
+            tracking.end_flow_run(parent, tags={**md5_tags(repo, available),
+                                                "regressed": result.get("regressed", "n/a")})
+        out[model_name] = result
+    if regressions:
+        raise BenchmarkRegression("benchmark regression against earlier nights: " + " | ".join(regressions))
+    return out
+
+
+def _finding(f: Any) -> str:
+    if isinstance(f, dict) and {"cell", "metric"} <= set(f):
+        return f"{f['cell']} {f['metric']} {f.get('old')} -> {f.get('new')}"
+    return str(f)
+
+
+def _name_override(repo: Path, train_name: str) -> dict[str, Any]:
+    import yaml
+
+    committed = yaml.safe_load((repo / "params" / "train.yaml").read_text(encoding="utf-8"))["train"]["name"]
+    return {} if committed == train_name else {"train.name": train_name}
+
+
+def _bench_params(repo: Path) -> dict:
+    from tasks.common import load_params
+
+    path = repo / "params" / "benchmark.yaml"
+    return load_params(path, "benchmark") if path.is_file() else {}

@@ -1,0 +1,105 @@
+"""The body shared by the training flows: overrides, one MLflow parent run, the stages in order.
+
+Run from the repository root (the serve process runs there; tests chdir into a copy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from prefect import get_run_logger
+
+from flows import config
+from flows.overrides import overridden_params, split_key
+from flows.steps import dvc_stage, md5_tags, register_model, value
+from tasks import tracking
+from tasks.dvc_stage import pipeline_stages, stage_plan
+
+
+def prefect_context() -> dict[str, str]:
+    from prefect.runtime import deployment, flow_run
+
+    return {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_name": str(flow_run.name or ""),
+            "prefect.flow_name": str(flow_run.flow_name or ""), "prefect.deployment": str(deployment.name or "")}
+
+
+def _get(data: Mapping[str, Any], parts: list[str]) -> Any:
+    node: Any = data
+    for p in parts:
+        if not isinstance(node, Mapping) or p not in node:
+            return KeyError
+        node = node[p]
+    return node
+
+
+def effective_overrides(repo: Path, requested: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the overrides whose value differs from the committed one (a no-op never rewrites a file)."""
+    out, cache = {}, {}
+    for key, v in requested.items():
+        rel, parts = split_key(key)
+        if rel not in cache:
+            path = repo / rel
+            cache[rel] = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if _get(cache[rel], parts) != v:
+            out[key] = v
+    return out
+
+
+def run_training(flow_name: str, family: str, requested: Mapping[str, Any], *,
+                 stages: list[str] | None, register: bool) -> dict[str, Any]:
+    logger = get_run_logger()
+    repo = Path.cwd()
+    cfg = config.load(repo)["flows"]
+    requested_stages = list(stages or cfg["stages"])
+    stages, missing = stage_plan(repo, requested_stages)
+    available = pipeline_stages(repo)
+    overrides = effective_overrides(repo, requested)
+    ctx = prefect_context()
+    summary: dict[str, Any] = {"flow": flow_name, "overrides": overrides, "stages": {}}
+    with overridden_params(repo, overrides, log=logger.info):
+        train = yaml.safe_load((repo / "params" / "train.yaml").read_text(encoding="utf-8"))["train"]
+        parent = tracking.start_flow_run(
+            flow_name, tags={**ctx, "flow": flow_name, "overrides": json.dumps(overrides, sort_keys=True),
+                             "train_name": train["name"]},
+            params={"override": {k: json.dumps(v) for k, v in overrides.items()},
+                    "flow": {"stages": json.dumps(stages), "family": family, "train_name": train["name"]}})
+        summary["mlflow_parent_run_id"] = parent
+        logger.info(f"MLflow parent run {parent} ({tracking.tracking_uri()})")
+        added = [s for s in stages if s not in requested_stages]
+        logger.info("stages: " + " -> ".join(stages) + (f" ({', '.join(added)}: needed upstream)" if added else ""))
+        for stage in missing:
+            logger.warning(f"stage '{stage}' not available: dvc.yaml has no such stage; going on without it")
+            summary["stages"][stage] = {"status": "not available"}
+        try:
+            for stage in stages:
+                step = dvc_stage
+                if stage == "download":
+                    from prefect.tasks import exponential_backoff
+
+                    step = dvc_stage.with_options(
+                        retries=int(cfg["download_retries"]),
+                        retry_delay_seconds=exponential_backoff(backoff_factor=float(cfg["download_retry_delay_s"])))
+                summary["stages"][stage] = value(step(stage, parent))
+            if register:
+                model_name = cfg["registry"].get(train["model"]["family"])
+                if model_name is None:
+                    raise ValueError(f"params/flows.yaml: flows.registry has no model name for family "
+                                     f"{train['model']['family']!r}")
+                summary["registry"] = value(register_model(
+                    parent, model_name=model_name, train=train, wer_splits=list(cfg["wer_splits"]),
+                    extra_tags={**ctx, "git_commit": tracking.git_commit()}))
+        except BaseException as e:
+            tracking.end_flow_run(parent, error=e, tags=md5_tags(repo, available))
+            raise
+        _log_lock(parent, repo)
+        tracking.end_flow_run(parent, tags=md5_tags(repo, available))
+    return summary
+
+
+def _log_lock(run_id: str, repo: Path) -> None:
+    lock = repo / "dvc.lock"
+    if lock.is_file():
+        tracking.client().log_artifact(run_id, str(lock))

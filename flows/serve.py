@@ -1,0 +1,53 @@
+"""The long-lived process serving every deployment (``python -m flows.serve``, started by
+``python -m flows.servers start``). It needs ``PREFECT_API_URL`` and runs from the repository
+root. One flow run at a time (``limit=1``): DVC holds a workspace lock and the flows write
+params files for the length of a run.
+
+Deployments (names in ``params/flows.yaml``)::
+
+    train-quartznet/default     prefect deployment run train-quartznet/default
+    train-jasper/default        prefect deployment run train-jasper/default
+    benchmark-nightly/nightly   cron "0 2 * * *" (flows.nightly), or on demand
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from flows import config
+
+
+def deployments(repo: Path) -> list:
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
+
+    from flows.benchmark_nightly import benchmark_nightly
+    from flows.train_jasper import train_jasper
+    from flows.train_quartznet import train_quartznet
+
+    cfg = config.load(repo)["flows"]
+    names, nightly = cfg["deployments"], cfg["nightly"]
+    common = {"entrypoint_type": EntrypointType.MODULE_PATH, "tags": ["asr-toolkit"]}
+    return [
+        train_quartznet.to_deployment(name=names["train-quartznet"], **common,
+                                      description="download -> ... -> benchmark for a QuartzNet preset, then registry"),
+        train_jasper.to_deployment(name=names["train-jasper"], **common,
+                                   description="download -> ... -> benchmark for a Jasper preset, then registry"),
+        benchmark_nightly.to_deployment(name=names["benchmark-nightly"], **common,
+                                        schedule=Cron(nightly["cron"], timezone=nightly["timezone"]),
+                                        description="benchmark the champion model(s), compare with earlier nights"),
+    ]
+
+
+def main() -> None:
+    if not os.environ.get("PREFECT_API_URL"):
+        sys.exit("error: PREFECT_API_URL is not set: start the servers with `python -m flows.servers start`")
+    from prefect import serve
+
+    serve(*deployments(Path.cwd()), limit=1)
+
+
+if __name__ == "__main__":
+    main()

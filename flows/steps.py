@@ -1,0 +1,112 @@
+"""The Prefect tasks the flows sequence: one DVC stage, and the registration of a model.
+
+Each task gets the MLflow parent run id as an argument (MLflow's active run is thread-local
+and Prefect runs tasks in threads). A stage's own process opens its child run under that
+parent (``ASR_PARENT_RUN_ID``); when DVC skips the stage, the task opens the child run itself
+(tag ``dvc.status`` = ``unchanged`` or ``run-cache``), so every stage has exactly one child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Mapping
+
+from prefect import get_run_logger, task
+from prefect.states import Completed, State
+
+from tasks import tracking
+from tasks.dvc_stage import StageFailed, lock_outs, run_stage
+
+
+def value(x: Any) -> Any:
+    """A task's return value, whether it came back as data or as a (custom-named) state."""
+    return x.result() if isinstance(x, State) else x
+
+
+def file_md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def md5_tags(repo: Path, stages: list[str]) -> dict[str, str]:
+    """``dvc.md5.<stage>.<out path>`` tags from ``dvc.lock`` (the data a run was made from)."""
+    return {f"dvc.md5.{k.replace(':', '.', 1)}": v for k, v in lock_outs(repo, stages).items()}
+
+
+def _task_run_id() -> str:
+    from prefect.runtime import task_run
+
+    return str(task_run.id or "")
+
+
+@task(name="dvc-stage", task_run_name="{stage}")
+def dvc_stage(stage: str, parent_run_id: str, *, experiment: str = tracking.EXPERIMENT,
+              force: bool = False, env: Mapping[str, str] | None = None) -> Any:
+    """``dvc repro --single-item <stage>``, output streamed to the Prefect log.
+
+    Returns ``{"stage", "status", "seconds", "mlflow_run_id"}``; a stage DVC skipped comes
+    back in a Completed state named ``Skipped`` (shown so in the Prefect UI).
+    """
+    logger = get_run_logger()
+    repo = Path.cwd()
+    stage_env = {"ASR_PARENT_RUN_ID": parent_run_id, "ASR_EXPERIMENT": experiment, **(env or {})}
+    tags = {"stage": stage, "prefect.task_run_id": _task_run_id()}
+    try:
+        result = run_stage(stage, repo=repo, env=stage_env, log=logger.info, force=force)
+    except StageFailed as e:
+        child = tracking.find_child_run(parent_run_id, stage, experiment)
+        if child is None:  # failed before its process opened a run (a missing dependency, ...)
+            child = tracking.start_flow_run(stage, tags=tags, parent_run_id=parent_run_id, experiment=experiment)
+            tracking.end_flow_run(child, error=e.errors[-1] if e.errors else str(e).splitlines()[0])
+        logger.error(str(e))
+        raise
+    child = tracking.find_child_run(parent_run_id, stage, experiment)
+    tags.update({"dvc.status": result.how, **md5_tags(repo, [stage])})
+    if child is None:
+        child = tracking.start_flow_run(stage, tags=tags, parent_run_id=parent_run_id, experiment=experiment)
+        tracking.end_flow_run(child)
+    else:
+        c = tracking.client()
+        for k, v in tags.items():
+            c.set_tag(child, k, str(v))
+    out = {"stage": stage, "status": result.how, "seconds": result.seconds, "mlflow_run_id": child}
+    if result.skipped:
+        why = "inputs unchanged" if result.how == "unchanged" else "restored from DVC's run-cache"
+        logger.info(f"stage '{stage}' skipped: {why}")
+        return Completed(name="Skipped", message=f"{stage}: {why}", data=out)
+    return out
+
+
+@task(name="register-model")
+def register_model(parent_run_id: str, *, model_name: str, train: Mapping[str, Any],
+                   wer_splits: list[str], extra_tags: Mapping[str, Any]) -> Any:
+    """Log ``exports/<name>/model.onnx`` (ONNX flavour), alias ``candidate``, maybe ``champion``."""
+    from tasks.registry import register
+
+    logger = get_run_logger()
+    repo = Path.cwd()
+    onnx_path = repo / "exports" / train["name"] / "model.onnx"
+    if not onnx_path.is_file():
+        msg = f"registry: {onnx_path.relative_to(repo)} not available (no export stage output): nothing registered"
+        logger.warning(msg)
+        return Completed(name="Skipped", message=msg, data={"registered": False, "reason": msg})
+    child = tracking.start_flow_run("register", tags={"stage": "register", "prefect.task_run_id": _task_run_id()},
+                                    parent_run_id=parent_run_id)
+    tags = {"train_name": train["name"], "family": train["model"]["family"], "preset": train["model"]["preset"],
+            "flow_parent_run_id": parent_run_id, "onnx_md5": file_md5(onnx_path), **extra_tags, **md5_tags(repo, ["train", "export"])}
+    try:
+        summary = register(model_name=model_name, onnx_path=onnx_path, evaluation_path=repo / "reports" / "evaluate.json",
+                           run_id=child, tags=tags, splits=wer_splits)
+    except BaseException as e:
+        tracking.end_flow_run(child, error=e)
+        raise
+    verdict = ("promoted to champion" if summary["promoted"] else
+               f"not promoted: champion v{summary['previous_champion']} has WER {summary['previous_champion_wer']}")
+    logger.info(f"registered {summary['model_uri']} ({summary['wer_split']} WER {summary['wer']:.4f}), "
+                f"alias candidate; {verdict}")
+    tracking.end_flow_run(child, tags={"registered_model": summary["model_uri"], "promoted": summary["promoted"]})
+    return {"registered": True, **summary}

@@ -1,0 +1,386 @@
+"""Prefect flows over the DVC stages, under ``prefect_test_harness``, in a temp copy of the repo
+with tiny params (a 36-utterance corpus, a few training steps). Never against the repo itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# Whole DVC pipelines in subprocesses: minutes on a busy 2-core machine, past the suite's 600 s default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+_BASE: dict[str, Path] = {}
+
+
+def _set(path: Path, key: str, updates: dict) -> None:
+    data = yaml.safe_load(path.read_text())
+    for k, v in updates.items():
+        node = data[key]
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = v
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *args], cwd=cwd,
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _tiny_params(work: Path) -> None:
+    p = work / "params"
+    _set(p / "download.yaml", "download", {"synthetic.train": 24, "synthetic.dev": 4, "synthetic.test": 4,
+                                           "synthetic.test_unseen_voice": 4})
+    _set(p / "tokenizer.yaml", "tokenizer", {"sentencepiece": {"vocab_size": 40, "model_type": "bpe"}})
+    _set(p / "train.yaml", "train", {"loop.max_steps": 3, "loop.max_minutes": None, "loop.eval_every": 3,
+                                     "loop.ckpt_every": 3, "loop.log_every": 1, "data.num_workers": 0,
+                                     "data.eval_max_utterances": 4, "data.max_batch_seconds": 30,
+                                     "ray.num_workers": 0, "optim.schedule.warmup_steps": 1})
+    _set(p / "evaluate.yaml", "evaluate", {"num_workers": 0, "lm": None})
+    if (p / "export.yaml").is_file():  # issue 5's stages, kept to a few utterances and runners
+        _set(p / "export.yaml", "export", {"max_utterances": 4, "num_workers": 0, "reduced_precision": []})
+    if (p / "benchmark.yaml").is_file():
+        _set(p / "benchmark.yaml", "benchmark", {
+            "devices": ["cpu"], "cpu_runners": ["torch_fp32", "onnxruntime_fp32"],
+            "grid.batch_sizes": [1], "grid.clip_seconds": [2.0], "grid.warmup": 1, "grid.iterations": 1,
+            "grid.min_iterations": 1, "wer.max_utterances": 4, "wer.num_workers": 0,
+            "train_throughput.enabled": False})
+
+
+def base_repo(tmp_path_factory) -> Path:
+    """A committed copy of the working tree with tiny params and the data stages done by
+    ``dvc repro`` (built once per session; each test works on its own copy)."""
+    if "base" in _BASE:
+        return _BASE["base"]
+    work = tmp_path_factory.mktemp("flowbase") / "repo"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                           cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file() and not rel.startswith(("reports/", "dvc.lock")):
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / rel)
+    _tiny_params(work)
+    _git(["init", "-q"], work)
+    _git(["add", "-A"], work)
+    _git(["commit", "-q", "-m", "tiny"], work)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"}
+    r = subprocess.run(["dvc", "repro", "tokenizer"], cwd=work, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    _BASE["base"] = work
+    return work
+
+
+def trained_repo(tmp_path_factory) -> Path:
+    """A repo where the whole training flow has run (the end-to-end test's, or built here)."""
+    if "trained" not in _BASE:
+        work = tmp_path_factory.mktemp("flowtrained") / "repo"
+        shutil.copytree(base_repo(tmp_path_factory), work, symlinks=True)
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"}
+        r = subprocess.run(["dvc", "repro"], cwd=work, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        _BASE["trained"] = work
+    return _BASE["trained"]
+
+
+def copy_repo(src: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "repo"
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def repo(tmp_path_factory, tmp_path, monkeypatch, harness):
+    r = copy_repo(base_repo(tmp_path_factory), tmp_path)
+    monkeypatch.chdir(r)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{r / 'mlruns' / 'mlflow.db'}")
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    (r / "mlruns").mkdir(exist_ok=True)
+    return r
+
+
+def _runs(experiment: str = "asr-toolkit"):
+    from tasks import tracking
+
+    return tracking.client().search_runs([tracking.experiment_id(experiment)], max_results=500)
+
+
+def _task_states(flow_run_id) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as c:
+        runs = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name: r.state.name for r in runs}
+
+
+def _logs(flow_run_id, wanted: str) -> str:
+    """The flow run's logs as the Prefect API holds them (sent in batches: wait for ``wanted``)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    deadline = time.monotonic() + 20
+    while True:
+        with get_client(sync_client=True) as c:
+            logs = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        text = "\n".join(log.message for log in logs)
+        if wanted in text or time.monotonic() > deadline:
+            return text
+        time.sleep(1)
+
+
+def test_train_quartznet_end_to_end_then_skip_and_override(repo, tmp_path):
+    from flows.train_quartznet import train_quartznet
+    from tasks.dvc_stage import lock_outs, stage_plan
+
+    state = train_quartznet(return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    stages = [s for s in summary["stages"] if summary["stages"][s]["status"] != "not available"]
+    planned, missing = stage_plan(repo, ["download", "prepare", "tokenizer", "train", "evaluate", "export", "benchmark"])
+    assert stages == planned and {"download", "train", "evaluate"} <= set(stages)
+    assert [s for s in summary["stages"] if summary["stages"][s]["status"] == "not available"] == missing
+    assert {s: summary["stages"][s]["status"] for s in stages} == {
+        s: ("unchanged" if s in ("download", "prepare", "tokenizer") else "ran") for s in stages}
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert set(stages) <= set(lock["stages"])
+    assert (repo / "models" / "quartznet_tiny" / "model.pt").is_file()
+
+    # MLflow: a parent tagged with the flow run, the commit and the data hashes; one child per stage.
+    runs = _runs()
+    parent = next(r for r in runs if r.info.run_id == summary["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["prefect.flow_run_id"] == str(state.state_details.flow_run_id)
+    assert parent.data.tags["git_commit"] == _git(["rev-parse", "HEAD"], repo)
+    outs = lock_outs(repo)
+    assert parent.data.tags["dvc.md5.prepare.data/prepared"] == outs["prepare:data/prepared"]
+    children = {r.data.tags["stage"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(stages) <= set(children)
+    assert children["train"].data.metrics  # the stage's own run, nested by ASR_PARENT_RUN_ID
+    assert children["train"].data.tags["dvc.status"] == "ran"
+    if "export" in stages:
+        assert summary["registry"]["registered"] and summary["registry"]["promoted"]
+    else:
+        assert summary["registry"]["registered"] is False
+    assert subprocess.run(["dvc", "status"], cwd=repo, capture_output=True, text=True).stdout.strip() \
+        .endswith("Data and pipelines are up to date.")
+    trained = copy_repo(repo, tmp_path / "trained")  # for the server integration test
+
+    # Again with one override: only evaluate (and what depends on it) runs; params file untouched.
+    committed = (repo / "params" / "evaluate.yaml").read_text()
+    mode = (repo / "params" / "evaluate.yaml").stat().st_mode
+    state2 = train_quartznet(overrides={"evaluate.max_utterances": 2}, return_state=True)
+    assert state2.is_completed(), state2.message
+    s2 = state2.result()
+    assert [s2["stages"][s]["status"] for s in ("download", "prepare", "tokenizer", "train")] == ["unchanged"] * 4
+    assert s2["stages"]["evaluate"]["status"] == "ran"
+    states = _task_states(state2.state_details.flow_run_id)
+    assert states["download"] == "Skipped" and states["evaluate"] == "Completed"
+    assert (repo / "params" / "evaluate.yaml").read_text() == committed
+    assert stat.S_IMODE((repo / "params" / "evaluate.yaml").stat().st_mode) == stat.S_IMODE(mode)
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert lock["stages"]["evaluate"]["params"]["params/evaluate.yaml"]["evaluate"]["max_utterances"] == 2
+    assert json.loads((repo / "reports" / "evaluate.json").read_text())["test"]["utterances"] == 2
+    p2 = next(r for r in _runs() if r.info.run_id == s2["mlflow_parent_run_id"])
+    assert p2.data.params["override.evaluate.max_utterances"] == "2"
+    assert "evaluate.yaml" in subprocess.run(["dvc", "status"], cwd=repo, capture_output=True, text=True).stdout
+    kids = [r for r in _runs() if r.data.tags.get("mlflow.parentRunId") == p2.info.run_id]
+    assert {r.data.tags["stage"]: r.data.tags.get("dvc.status") for r in kids}["train"] == "unchanged"
+    _BASE.setdefault("trained", trained)
+
+
+def test_failing_stage_fails_flow_with_its_error(repo):
+    from flows.train_quartznet import train_quartznet
+
+    state = train_quartznet(overrides={"tokenizer.sentencepiece.model_type": "bogus"},
+                            stages=["download", "prepare", "tokenizer", "train"], return_state=True)
+    assert state.is_failed()
+    logs = _logs(state.state_details.flow_run_id, "exited with 1")
+    assert "DVC stage 'tokenizer' failed" in logs, logs[-3000:]
+    assert "ValueError: tokenizer.sentencepiece: tokenizer.model_type must be 'bpe' or 'unigram', got 'bogus'" in logs
+    # earlier outputs intact, params restored, MLflow runs FAILED
+    assert (repo / "data" / "prepared" / "train.jsonl").is_file()
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert {"download", "prepare"} <= set(lock["stages"]) and "train" not in lock["stages"]
+    assert "bogus" not in (repo / "params" / "tokenizer.yaml").read_text()
+    runs = _runs()
+    parent = next(r for r in runs if r.data.tags.get("flow") == "train-quartznet")
+    assert parent.info.status == "FAILED" and "tokenizer" in parent.data.tags["error"]
+    kids = {r.data.tags["stage"]: r.info.status for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert kids == {"download": "FINISHED", "prepare": "FINISHED", "tokenizer": "FAILED"}
+
+
+def _onnx(path: Path, fixed_time: bool = False) -> Path:
+    """A tiny CTC-shaped graph: features (B, 8, T), feature_lens (B,) -> log_probs (B, T, 5), lens."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(8, 5, 3, padding=1)
+
+        def forward(self, x, x_lens):
+            return self.conv(x).transpose(1, 2).log_softmax(-1), x_lens
+
+    axes = {"features": {0: "batch"}, "feature_lens": {0: "batch"}, "log_probs": {0: "batch"}}
+    if not fixed_time:
+        axes["features"][2] = "time"
+        axes["log_probs"][1] = "time"
+    torch.onnx.export(Net().eval(), (torch.randn(2, 8, 20), torch.tensor([20, 11])), str(path), dynamo=False,
+                      input_names=["features", "feature_lens"], output_names=["log_probs", "log_prob_lens"],
+                      dynamic_axes=axes)
+    return path
+
+
+def test_registry_candidate_and_champion_by_wer(tmp_path, monkeypatch):
+    from tasks import registry, tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    onnx_path = _onnx(tmp_path / "model.onnx")
+    evaluation = tmp_path / "evaluate.json"
+    results = []
+    for wer in (0.5, 0.6, 0.4):
+        evaluation.write_text(json.dumps({"test": {"wer": wer + 0.1}, "test_unseen_voice": {"wer": wer}}))
+        run_id = tracking.start_flow_run("register", tags={"stage": "register"})
+        results.append(registry.register(model_name="asr-test", onnx_path=onnx_path, evaluation_path=evaluation,
+                                         run_id=run_id, tags={"train_name": "tiny"}))
+    assert [(r["version"], r["promoted"], r["wer_split"]) for r in results] == [
+        ("1", True, "test_unseen_voice"), ("2", False, "test_unseen_voice"), ("3", True, "test_unseen_voice")]
+    c = tracking.client()
+    assert str(c.get_model_version_by_alias("asr-test", "champion").version) == "3"
+    assert str(c.get_model_version_by_alias("asr-test", "candidate").version) == "3"
+    assert c.get_model_version("asr-test", "2").tags["wer"] == "0.6"
+
+    import mlflow
+
+    info = mlflow.models.get_model_info("models:/asr-test@champion")
+    assert "onnx" in info.flavors
+    shapes = {s.name: s.shape for s in info.signature.inputs.inputs + info.signature.outputs.inputs}
+    assert shapes == {"features": (-1, 8, -1), "feature_lens": (-1,), "log_probs": (-1, -1, 5), "log_prob_lens": (-1,)}
+
+    with pytest.raises(ValueError, match="only the batch axis is variable"):
+        registry.onnx_signature(__import__("onnx").load(str(_onnx(tmp_path / "fixed.onnx", fixed_time=True))), "fixed")
+    evaluation.write_text(json.dumps({"dev": {"wer": 0.1}}))
+    with pytest.raises(ValueError, match="none of the splits"):
+        registry.pick_wer(json.loads(evaluation.read_text()))
+
+
+def test_overrides_are_restored_and_recovered(tmp_path):
+    from flows.overrides import BACKUP_DIR, overridden_params, recover
+
+    (tmp_path / "params").mkdir()
+    f = tmp_path / "params" / "train.yaml"
+    committed = "# comment kept\ntrain:\n  loop: {max_steps: 10}\n  name: a\n"
+    f.write_text(committed)
+    f.chmod(0o644)
+    with overridden_params(tmp_path, {"train.loop.max_steps": 2}, log=lambda m: None):
+        assert yaml.safe_load(f.read_text())["train"] == {"loop": {"max_steps": 2}, "name": "a"}
+    assert f.read_text() == committed and stat.S_IMODE(f.stat().st_mode) == 0o644
+    with pytest.raises(RuntimeError, match="boom"):
+        with overridden_params(tmp_path, {"train.name": "b"}, log=lambda m: None):
+            raise RuntimeError("boom")
+    assert f.read_text() == committed
+    for bad, msg in [({"train.nope.x": 1}, "not a mapping"), ({"nofile.x": 1}, "params file params/nofile.yaml"),
+                     ({"train": 1}, "expected <stage>.<field>")]:
+        with pytest.raises((ValueError, FileNotFoundError), match=msg):
+            with overridden_params(tmp_path, bad):
+                pass
+    # a killed run: the backups are still there and the file still holds the overrides
+    ctx = overridden_params(tmp_path, {"train.name": "killed"}, log=lambda m: None)
+    ctx.__enter__()
+    assert "killed" in f.read_text()
+    assert recover(tmp_path, log=lambda m: None) == ["params/train.yaml"]
+    assert f.read_text() == committed and not list((tmp_path / BACKUP_DIR).iterdir())
+    ctx.gen.close()  # (the "killed" run's cleanup, so nothing is left for interpreter exit)
+    assert f.read_text() == committed
+    # killed, then someone edited the file: refused, nothing overwritten
+    ctx = overridden_params(tmp_path, {"train.name": "killed"}, log=lambda m: None)
+    ctx.__enter__()
+    f.write_text(committed + "# edited\n")
+    with pytest.raises(RuntimeError, match="params/train.yaml was edited while holding overrides"):
+        recover(tmp_path)
+    assert f.read_text().endswith("# edited\n")
+    ctx.gen.close()  # the run's own cleanup does not clobber the edit either
+    assert f.read_text().endswith("# edited\n")
+
+
+def test_benchmark_nightly_fails_on_a_regression(tmp_path_factory, tmp_path, monkeypatch, harness):
+    from flows.benchmark_nightly import benchmark_nightly
+    from tasks import registry, tracking
+
+    repo = copy_repo(trained_repo(tmp_path_factory), tmp_path)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
+    if registry.current_champion("asr-quartznet")[0] is None:  # (the end-to-end test did not run first)
+        from flows.steps import file_md5
+
+        rid = tracking.start_flow_run("register", tags={"stage": "register"})
+        onnx = repo / "exports" / "quartznet_tiny" / "model.onnx"
+        registry.register(model_name="asr-quartznet", onnx_path=onnx, evaluation_path=repo / "reports" / "evaluate.json",
+                          run_id=rid, tags={"train_name": "quartznet_tiny", "onnx_md5": file_md5(onnx)})
+    # An earlier night 10,000x faster than this machine can be (whatever its load): this night must regress.
+    c = tracking.client()
+    bench = c.search_runs([tracking.experiment_id()], "tags.stage = 'benchmark' and attributes.status = 'FINISHED'",
+                          order_by=["attributes.start_time DESC"])
+    bench = next(r for r in bench if any(k.endswith("/rtfx") for k in r.data.metrics))
+    earlier = tracking.start_flow_run("benchmark", experiment="benchmark-nightly",
+                                      tags={k: v for k, v in bench.data.tags.items() if k.startswith(("stage", "bench."))})
+    for k, v in bench.data.metrics.items():
+        c.log_metric(earlier, k, v * 1e4 if k.endswith("/rtfx") else v)
+    tracking.end_flow_run(earlier)
+
+    state = benchmark_nightly(return_state=True)
+    assert state.is_failed()
+    assert "benchmark regression" in state.message and "asr-quartznet v1" in state.message
+    assert "cpu/onnxruntime_fp32/bs1/2s rtfx" in state.message
+    nights = c.search_runs([tracking.experiment_id("benchmark-nightly")], "tags.flow = 'benchmark-nightly'")
+    assert len(nights) == 1 and nights[0].data.tags["regressed"] == "True"
+    assert [a.path for a in c.list_artifacts(nights[0].info.run_id)] == ["benchmark_history.md"]
+    stage_runs = c.search_runs([tracking.experiment_id("benchmark-nightly")],
+                               f"tags.mlflow.parentRunId = '{nights[0].info.run_id}'")
+    assert [r.data.tags["stage"] for r in stage_runs] == ["benchmark"] and stage_runs[0].data.metrics
+
+
+def test_flow_parameters_to_overrides(tmp_path):
+    from flows.params import training_overrides
+    from flows.pipeline import effective_overrides
+
+    (tmp_path / "params").mkdir()
+    shutil.copy(REPO / "params" / "train.yaml", tmp_path / "params" / "train.yaml")
+    shutil.copy(REPO / "params" / "download.yaml", tmp_path / "params" / "download.yaml")
+    kw = dict(name=None, max_steps=None, ray_workers=None, loader_workers=None, source=None, overrides=None,
+              repo=tmp_path)
+    committed = yaml.safe_load((tmp_path / "params" / "train.yaml").read_text())["train"]
+    # the committed family and preset, nothing else: no override at all (no params file is rewritten)
+    same = training_overrides(committed["model"]["family"], preset=None, **kw)
+    assert effective_overrides(tmp_path, same) == {}
+    jasper = training_overrides("jasper", preset="tiny", **{**kw, "max_steps": 7, "source": "librispeech"})
+    assert effective_overrides(tmp_path, jasper) == {
+        "train.model.family": "jasper", "train.model.overrides": {}, "train.name": "jasper_tiny",
+        "train.loop.max_steps": 7, "download.source": "librispeech",
+        **({} if committed["model"]["preset"] == "tiny" else {"train.model.preset": "tiny"})}
+    named = training_overrides("quartznet", preset="5x5", **{**kw, "name": "qn", "overrides": {"train.seed": 9}})
+    assert named["train.name"] == "qn" and named["train.model.preset"] == "5x5" and named["train.seed"] == 9
