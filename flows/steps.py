@@ -8,13 +8,13 @@ parent (``ASR_PARENT_RUN_ID``); when DVC skips the stage, the task opens the chi
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
 from prefect import get_run_logger, task
 from prefect.states import Completed, State
 
+from asr_core.data.download.checksums import md5_file as file_md5  # noqa: F401 (re-exported)
 from tasks import tracking
 from tasks.dvc_stage import StageFailed, lock_outs, run_stage
 
@@ -22,14 +22,6 @@ from tasks.dvc_stage import StageFailed, lock_outs, run_stage
 def value(x: Any) -> Any:
     """A task's return value, whether it came back as data or as a (custom-named) state."""
     return x.result() if isinstance(x, State) else x
-
-
-def file_md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def md5_tags(repo: Path, stages: list[str]) -> dict[str, str]:
