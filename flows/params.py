@@ -8,17 +8,43 @@ from typing import Any, Mapping
 import yaml
 
 
+PROFILES = Path("params") / "profiles"
+
+
+def profile(repo: Path, family: str) -> dict[str, Any] | None:
+    """``params/profiles/<family>.yaml``'s ``train:`` section (a family's own training defaults:
+    features, data, optimizer, loop), or None when the family trains from ``params/train.yaml``
+    with only the model switched (Jasper)."""
+    path = repo / PROFILES / f"{family}.yaml"
+    if not path.is_file():
+        return None
+    section = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("train")
+    if not isinstance(section, dict) or not isinstance(section.get("model"), dict):
+        raise ValueError(f"{path}: expected a 'train:' mapping with a 'model:' mapping (a complete train section)")
+    return section
+
+
 def model_overrides(repo: Path, family: str, preset: str | None, name: str | None) -> dict[str, Any]:
-    """A family or preset other than the committed one starts from the preset as published
-    (``train.model.overrides: {}``) and writes to ``models/<family>_<preset>``."""
+    """A family other than the committed one starts from its profile (``params/profiles/<family>.yaml``,
+    every top-level key of the train section overridden), if it has one. A family or preset other
+    than the committed one starts from the preset as published (``train.model.overrides: {}``,
+    unless the profile gives some) and writes to ``models/<family>_<preset>``."""
     path = repo / "params" / "train.yaml"
     model = yaml.safe_load(path.read_text(encoding="utf-8"))["train"]["model"]
-    out: dict[str, Any] = {"train.model.family": family}
+    out: dict[str, Any] = {}
+    prof = profile(repo, family) if family != model["family"] else None
+    if prof is not None:
+        out.update({f"train.{k}": v for k, v in prof.items()})
+        model = prof["model"]
+    out["train.model.family"] = family
     if preset is not None:
         out["train.model.preset"] = preset
-    if (family, preset or model["preset"]) != (model["family"], model["preset"]):
+    if prof is None and (family, preset or model["preset"]) != (model["family"], model["preset"]):
         out["train.model.overrides"] = {}
         out["train.name"] = f"{family}_{preset or model['preset']}"
+    elif prof is not None and preset is not None and preset != model["preset"]:
+        out["train.model.overrides"] = {}
+        out["train.name"] = f"{family}_{preset}"
     if name is not None:
         out["train.name"] = name
     return out

@@ -98,8 +98,8 @@ class StageLogger:
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from asr_core.train.ctc_recipe import CTCRecipe, CTCRecipeConfig
     from asr_core.train.engine import TrainConfig, dist_info, train
+    from asr_core.train.recipes import recipe_classes
 
     if config["torch_threads"]:
         torch.set_num_threads(int(config["torch_threads"]))
@@ -110,8 +110,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
         device = ray.train.torch.get_device()
     loop = TrainConfig.from_dict({**config["loop"], "seed": config["seed"]})
-    recipe = CTCRecipe(CTCRecipeConfig.from_dict(config["recipe"]), max_steps=loop.max_steps,
-                       grad_accum=loop.grad_accum, seed=config["seed"], rank=rank, world_size=world, device=device)
+    recipe_cls, config_cls = recipe_classes(config["family"])
+    recipe = recipe_cls(config_cls.from_dict(config["recipe"]), max_steps=loop.max_steps,
+                        grad_accum=loop.grad_accum, seed=config["seed"], rank=rank, world_size=world, device=device)
     out = Path(config["model_dir"])
     callbacks = [StageLogger(config["run_id"], config["tracking_uri"])] if rank == 0 else []
     summary = train(loop, recipe, out / "checkpoints", callbacks,
@@ -124,9 +125,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 # -- the driver --------------------------------------------------------------------------------
 
 
+PATH_KEYS = ("train_manifest", "dev_manifest", "vocab")  # train.data keys holding paths (made absolute)
+
+
 def _absolute(recipe: dict[str, Any]) -> dict[str, Any]:
     data = dict(recipe.get("data") or {})
-    for k in ("train_manifest", "dev_manifest", "vocab"):
+    for k in PATH_KEYS:
         if data.get(k):
             data[k] = str(Path(data[k]).resolve())
     return {**recipe, "data": data}
@@ -161,13 +165,14 @@ def worker_config(section: dict[str, Any], out_root: Path, run_id: str | None = 
     unknown = sorted(set(section) - TOP_KEYS)
     if unknown:
         raise ValueError(f"train: unknown key(s) {unknown}; known: {sorted(TOP_KEYS)}")
-    from asr_core.train.ctc_recipe import CTCRecipeConfig
     from asr_core.train.engine import TrainConfig
+    from asr_core.train.recipes import recipe_classes
 
     name = str(section.get("name") or "model")
     seed = int(section.get("seed", 0))
     recipe = _absolute({k: section[k] for k in ("model", "features", "data", "augment", "optim") if k in section})
-    CTCRecipeConfig.from_dict(recipe)  # fail in the driver, before any worker starts
+    family = str((section.get("model") or {}).get("family", "quartznet"))
+    recipe_classes(family)[1].from_dict(recipe)  # fail in the driver, before any worker starts
     loop = dict(section.get("loop") or {})
     TrainConfig.from_dict({**loop, "seed": seed})
     ray_cfg = {**RAY_DEFAULTS, **(section.get("ray") or {})}
@@ -179,7 +184,7 @@ def worker_config(section: dict[str, Any], out_root: Path, run_id: str | None = 
     fingerprint = {"recipe": recipe, "seed": seed, "num_workers": ray_cfg["num_workers"],
                    **{k: loop.get(k) for k in ("grad_accum", "precision")}}
     _check_resumable(model_dir, json.loads(json.dumps(fingerprint)), fresh)
-    config = {"recipe": recipe, "loop": loop, "seed": seed, "model_dir": str(model_dir), "run_id": run_id,
+    config = {"family": family, "recipe": recipe, "loop": loop, "seed": seed, "model_dir": str(model_dir), "run_id": run_id,
               "tracking_uri": tracking_uri, "use_gpu": bool(ray_cfg["use_gpu"]),
               "torch_threads": ray_cfg["torch_threads"]}
     return config, ray_cfg, name
