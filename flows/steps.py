@@ -8,6 +8,7 @@ parent (``ASR_PARENT_RUN_ID``); when DVC skips the stage, the task opens the chi
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -47,16 +48,17 @@ def dvc_stage(stage: str, parent_run_id: str, *, experiment: str = tracking.EXPE
     repo = Path.cwd()
     stage_env = {"ASR_PARENT_RUN_ID": parent_run_id, "ASR_EXPERIMENT": experiment, **(env or {})}
     tags = {"stage": stage, "prefect.task_run_id": _task_run_id()}
+    started_ms = int(time.time() * 1000)  # a retried attempt must not pick up the failed attempt's run
     try:
         result = run_stage(stage, repo=repo, env=stage_env, log=logger.info, force=force)
     except StageFailed as e:
-        child = tracking.find_child_run(parent_run_id, stage, experiment)
+        child = tracking.find_child_run(parent_run_id, stage, experiment, since_ms=started_ms)
         if child is None:  # failed before its process opened a run (a missing dependency, ...)
             child = tracking.start_flow_run(stage, tags=tags, parent_run_id=parent_run_id, experiment=experiment)
             tracking.end_flow_run(child, error=e.errors[-1] if e.errors else str(e).splitlines()[0])
         logger.error(str(e))
         raise
-    child = tracking.find_child_run(parent_run_id, stage, experiment)
+    child = tracking.find_child_run(parent_run_id, stage, experiment, since_ms=started_ms)
     tags.update({"dvc.status": result.how, **md5_tags(repo, [stage])})
     if child is None:
         child = tracking.start_flow_run(stage, tags=tags, parent_run_id=parent_run_id, experiment=experiment)
@@ -89,7 +91,7 @@ def register_model(parent_run_id: str, *, model_name: str, train: Mapping[str, A
     child = tracking.start_flow_run("register", tags={"stage": "register", "prefect.task_run_id": _task_run_id()},
                                     parent_run_id=parent_run_id)
     tags = {"train_name": train["name"], "family": train["model"]["family"], "preset": train["model"]["preset"],
-            "flow_parent_run_id": parent_run_id, "onnx_md5": file_md5(onnx_path), **extra_tags, **md5_tags(repo, ["train", "export"])}
+            "flow_parent_run_id": parent_run_id, **extra_tags, **md5_tags(repo, ["train", "export"])}
     try:
         summary = register(model_name=model_name, onnx_path=onnx_path, evaluation_path=repo / "reports" / "evaluate.json",
                            run_id=child, tags=tags, splits=wer_splits)
@@ -98,7 +100,8 @@ def register_model(parent_run_id: str, *, model_name: str, train: Mapping[str, A
         raise
     verdict = ("promoted to champion" if summary["promoted"] else
                f"not promoted: champion v{summary['previous_champion']} has WER {summary['previous_champion_wer']}")
-    logger.info(f"registered {summary['model_uri']} ({summary['wer_split']} WER {summary['wer']:.4f}), "
+    how = "already registered (same ONNX graph) as" if summary["reused"] else "registered"
+    logger.info(f"{how} {summary['model_uri']} ({summary['wer_split']} WER {summary['wer']:.4f}), "
                 f"alias candidate; {verdict}")
     tracking.end_flow_run(child, tags={"registered_model": summary["model_uri"], "promoted": summary["promoted"]})
     return {"registered": True, **summary}

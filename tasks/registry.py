@@ -6,6 +6,10 @@ axis (time) as ``-1``: a signature inferred from a fixed-length example would fr
 axis (STACK.md). Promotion compares WER on the first split of ``splits`` present in
 ``reports/evaluate.json`` (``test_unseen_voice``, else ``test``): the new version becomes
 ``champion`` only when its WER is strictly lower than the current champion's.
+
+A graph already registered (same ``onnx_md5`` tag: a flow re-run whose train and export
+stages were skipped) is not registered again: the existing version gets the new evaluation's
+WER tags and the ``candidate`` alias, and the champion rule is applied to it as to a new one.
 """
 
 from __future__ import annotations
@@ -72,11 +76,27 @@ def current_champion(model_name: str) -> tuple[Any | None, float | None]:
     return version, (float(wer) if wer is not None else None)
 
 
+def registered_version(model_name: str, onnx_md5: str) -> Any | None:
+    """The newest version of ``model_name`` tagged with ``onnx_md5``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = tracking.client().search_model_versions(
+            f"name = '{model_name}' and tags.onnx_md5 = '{onnx_md5}'")
+    except MlflowException:
+        return None
+    return max(found, key=lambda v: int(v.version), default=None)
+
+
 def register(*, model_name: str, onnx_path: str | Path, evaluation_path: str | Path, run_id: str,
              tags: Mapping[str, Any] | None = None, splits: Sequence[str] = DEFAULT_SPLITS) -> dict[str, Any]:
-    """Log ``onnx_path`` into ``run_id`` (ONNX flavour), register it, set aliases; returns a summary."""
+    """Log ``onnx_path`` into ``run_id`` (ONNX flavour), register it, set aliases; returns a summary.
+
+    The same graph (by MD5) registered before is reused rather than registered again."""
     import mlflow
     import onnx
+
+    from asr_core.data.download.checksums import md5_file
 
     onnx_path, evaluation_path = Path(onnx_path), Path(evaluation_path)
     if not onnx_path.is_file():
@@ -85,27 +105,35 @@ def register(*, model_name: str, onnx_path: str | Path, evaluation_path: str | P
         raise FileNotFoundError(f"registry: {evaluation_path} not found (run the evaluate stage first)")
     evaluation = json.loads(evaluation_path.read_text(encoding="utf-8"))
     split, wer = pick_wer(evaluation, splits, str(evaluation_path))
-    graph = onnx.load(str(onnx_path))
-    signature = onnx_signature(graph, str(onnx_path))
-
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.onnx.log_model(
-            graph, name="model", signature=signature, registered_model_name=model_name,
-            pip_requirements=[f"onnx=={onnx.__version__}", _pin("onnxruntime")],
-            metadata={"wer_split": split, "source": str(onnx_path)})
+    tags = {**(tags or {}), "onnx_md5": md5_file(onnx_path)}
+    existing = registered_version(model_name, tags["onnx_md5"])
     c = tracking.client()
-    version = str(info.registered_model_version)
-    for k, v in {**(tags or {}), "wer": wer, "wer_split": split}.items():
-        c.set_model_version_tag(model_name, version, k, str(v))
-
     previous, previous_wer = current_champion(model_name)
+    if existing is None:
+        graph = onnx.load(str(onnx_path))
+        signature = onnx_signature(graph, str(onnx_path))
+        mlflow.set_tracking_uri(tracking.tracking_uri())
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.onnx.log_model(
+                graph, name="model", signature=signature, registered_model_name=model_name,
+                pip_requirements=[f"onnx=={onnx.__version__}", _pin("onnxruntime")],
+                metadata={"wer_split": split, "source": str(onnx_path)})
+        version = str(info.registered_model_version)
+        for k, v in {**tags, "wer": wer, "wer_split": split}.items():
+            c.set_model_version_tag(model_name, version, k, str(v))
+    else:  # the same graph: refresh its evaluation, keep its version
+        version = str(existing.version)
+        for k, v in {"wer": wer, "wer_split": split, "reregistered_by_run": run_id}.items():
+            c.set_model_version_tag(model_name, version, k, str(v))
+
     c.set_registered_model_alias(model_name, CANDIDATE, version)
-    promoted = previous is None or previous_wer is None or wer < previous_wer
+    is_champion = previous is not None and str(previous.version) == version
+    promoted = previous is None or previous_wer is None or wer < previous_wer or is_champion
     if promoted:
         c.set_registered_model_alias(model_name, CHAMPION, version)
     return {"model_name": model_name, "version": version, "wer": wer, "wer_split": split,
-            "promoted": promoted, "previous_champion": str(previous.version) if previous else None,
+            "reused": existing is not None, "promoted": promoted,
+            "previous_champion": str(previous.version) if previous else None,
             "previous_champion_wer": previous_wer, "model_uri": f"models:/{model_name}/{version}"}
 
 

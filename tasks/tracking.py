@@ -189,10 +189,13 @@ def end_flow_run(run_id: str, *, error: BaseException | str | None = None,
     c.set_terminated(run_id, status="FAILED" if error is not None else "FINISHED")
 
 
-def find_child_run(parent_run_id: str, stage: str, experiment: str = EXPERIMENT) -> str | None:
-    """The newest run a stage process opened under ``parent_run_id`` (ASR_PARENT_RUN_ID), if any."""
+def find_child_run(parent_run_id: str, stage: str, experiment: str = EXPERIMENT,
+                   since_ms: int | None = None) -> str | None:
+    """The newest run a stage process opened under ``parent_run_id`` (ASR_PARENT_RUN_ID), if any;
+    with ``since_ms``, only one started at or after that time (this attempt's, not a retried one's)."""
+    since = f" and attributes.start_time >= {int(since_ms)}" if since_ms is not None else ""
     runs = client().search_runs(
         [experiment_id(experiment)],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.stage = '{stage}'",
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.stage = '{stage}'{since}",
         order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0].info.run_id if runs else None

@@ -209,7 +209,46 @@ def test_train_quartznet_end_to_end_then_skip_and_override(repo, tmp_path):
     assert "evaluate.yaml" in subprocess.run(["dvc", "status"], cwd=repo, capture_output=True, text=True).stdout
     kids = [r for r in _runs() if r.data.tags.get("mlflow.parentRunId") == p2.info.run_id]
     assert {r.data.tags["stage"]: r.data.tags.get("dvc.status") for r in kids}["train"] == "unchanged"
+    if "export" in stages:  # same ONNX graph: the registered version is reused, not registered again
+        assert s2["registry"]["reused"] and s2["registry"]["version"] == summary["registry"]["version"]
     _BASE.setdefault("trained", trained)
+
+
+def test_train_jasper_end_to_end_after_a_retried_download(repo, monkeypatch):
+    """train-jasper through train/evaluate/export and registration, its download task failing once
+    (a transient error) and retried by Prefect."""
+    from flows import steps
+    from flows.train_jasper import train_jasper
+    from tasks.dvc_stage import StageFailed
+
+    _set(repo / "params" / "flows.yaml", "flows", {"download_retry_delay_s": 0})
+    real, calls = steps.run_stage, []
+
+    def flaky(stage, **kw):
+        calls.append(stage)
+        if stage == "download" and calls.count("download") == 1:
+            raise StageFailed("download", 1, ["ConnectionError: mirror unreachable (injected)"], [])
+        return real(stage, **kw)
+
+    monkeypatch.setattr(steps, "run_stage", flaky)
+    state = train_jasper(stages=["download", "train", "evaluate", "export"], return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert calls.count("download") == 2
+    assert {s: summary["stages"][s]["status"] for s in ("download", "train", "evaluate", "export")} == {
+        "download": "unchanged", "train": "ran", "evaluate": "ran", "export": "ran"}
+    logs = _logs(state.state_details.flow_run_id, "Retry")
+    assert "mirror unreachable (injected)" in logs and "Retry" in logs, logs[-3000:]
+    assert (repo / "models" / "jasper_tiny" / "model.pt").is_file()
+    assert yaml.safe_load((repo / "params" / "train.yaml").read_text())["train"]["model"]["family"] == "quartznet"
+    reg = summary["registry"]
+    assert reg["registered"] and reg["model_name"] == "asr-jasper" and reg["promoted"]
+    runs = _runs()
+    parent = next(r for r in runs if r.info.run_id == summary["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.params["flow.family"] == "jasper"
+    downloads = [r.info.status for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+                 and r.data.tags["stage"] == "download"]
+    assert sorted(downloads) == ["FAILED", "FINISHED"]  # the failed attempt stays on record
 
 
 def test_failing_stage_fails_flow_with_its_error(repo):
@@ -262,17 +301,24 @@ def test_registry_candidate_and_champion_by_wer(tmp_path, monkeypatch):
     onnx_path = _onnx(tmp_path / "model.onnx")
     evaluation = tmp_path / "evaluate.json"
     results = []
-    for wer in (0.5, 0.6, 0.4):
+    for i, wer in enumerate((0.5, 0.6, 0.4)):
+        graph = _onnx(tmp_path / f"model{i}.onnx")  # three distinct graphs (freshly initialised weights)
         evaluation.write_text(json.dumps({"test": {"wer": wer + 0.1}, "test_unseen_voice": {"wer": wer}}))
         run_id = tracking.start_flow_run("register", tags={"stage": "register"})
-        results.append(registry.register(model_name="asr-test", onnx_path=onnx_path, evaluation_path=evaluation,
+        results.append(registry.register(model_name="asr-test", onnx_path=graph, evaluation_path=evaluation,
                                          run_id=run_id, tags={"train_name": "tiny"}))
-    assert [(r["version"], r["promoted"], r["wer_split"]) for r in results] == [
-        ("1", True, "test_unseen_voice"), ("2", False, "test_unseen_voice"), ("3", True, "test_unseen_voice")]
+    assert [(r["version"], r["promoted"], r["wer_split"], r["reused"]) for r in results] == [
+        ("1", True, "test_unseen_voice", False), ("2", False, "test_unseen_voice", False),
+        ("3", True, "test_unseen_voice", False)]
+    # the same graph again (a re-run whose train/export stages were skipped): no new version
+    again = registry.register(model_name="asr-test", onnx_path=tmp_path / "model1.onnx", evaluation_path=evaluation,
+                              run_id=tracking.start_flow_run("register", tags={"stage": "register"}))
+    assert (again["version"], again["reused"], again["promoted"]) == ("2", True, False)
+    assert len(tracking.client().search_model_versions("name = 'asr-test'")) == 3
+    assert tracking.client().get_model_version("asr-test", "2").tags["wer"] == "0.4"
     c = tracking.client()
     assert str(c.get_model_version_by_alias("asr-test", "champion").version) == "3"
-    assert str(c.get_model_version_by_alias("asr-test", "candidate").version) == "3"
-    assert c.get_model_version("asr-test", "2").tags["wer"] == "0.6"
+    assert str(c.get_model_version_by_alias("asr-test", "candidate").version) == "2"
 
     import mlflow
 
