@@ -89,7 +89,15 @@ def test_openvino_static_shapes_match_dynamic(exported):
         got = static(x, lens)
         np.testing.assert_allclose(got[0].numpy(), want[0].numpy(), atol=1e-4, rtol=0)
         assert got[1].tolist() == want[1].tolist()
-    assert list(static._by_shape) == [(2, 64, 48)]
+    assert list(static._by_shape) == [((2, 64, 48), False)]
+    # an unpadded batch (every length == T) runs a model with the lengths bound as constants
+    full = torch.tensor([48, 48])
+    want, got = dynamic(x, full), static(x, full)
+    np.testing.assert_allclose(got[0].numpy(), want[0].numpy(), atol=1e-4, rtol=0)
+    assert got[1].tolist() == want[1].tolist()
+    assert list(static._by_shape) == [((2, 64, 48), False), ((2, 64, 48), True)]
+    inputs = static._by_shape[((2, 64, 48), True)][0].inputs
+    assert len(inputs) == 1 and "features" in inputs[0].get_names()
 
 
 def test_failed_gate_fails_the_stage_and_publishes_nothing(exported, tmp_path, monkeypatch):

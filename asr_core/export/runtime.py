@@ -169,6 +169,10 @@ class OpenVINORunner(Runner):
     ``static_shapes``: compile one model per input shape (reshaped to it) instead of one model
     with dynamic batch and time; the benchmark grid, whose cells have fixed shapes, uses it (the
     first call of a shape compiles, in the warm-up). The last ``max_shapes`` compiled models are kept.
+    A batch without padding (every length equal to the time axis: any single utterance, or the
+    grid's equal-length clips) gets a model whose ``feature_lens`` input is bound to that constant:
+    OpenVINO then folds away the length masks in front of every convolution (they are identities
+    there), which is exact and ~15% faster for QuartzNet 15x5 (README, "Export").
     """
 
     def __init__(self, xml_path: str | os.PathLike, spec: RunnerSpec, device: str = "cpu",
@@ -195,22 +199,41 @@ class OpenVINORunner(Runner):
         self.compiled = core.compile_model(core.read_model(str(path)), ov_device, config)
         self.request = self.compiled.create_infer_request()
 
-    def _for_shape(self, shape: tuple) -> tuple:
-        if shape not in self._by_shape:
+    def _for_shape(self, shape: tuple, unpadded: bool) -> tuple:
+        key = (shape, unpadded)
+        if key not in self._by_shape:
             if len(self._by_shape) >= self.max_shapes:
                 self._by_shape.pop(next(iter(self._by_shape)))
             model = self._core.read_model(str(self._path))
             model.reshape({"features": list(shape), "feature_lens": [shape[0]]})
+            if unpadded:
+                bind_lengths(model, "feature_lens", np.full(shape[0], shape[-1], dtype=np.int64))
             compiled = self._core.compile_model(model, self._device, self._config)
-            self._by_shape[shape] = (compiled, compiled.create_infer_request())
-        return self._by_shape[shape]
+            self._by_shape[key] = (compiled, compiled.create_infer_request())
+        return self._by_shape[key]
 
     def _run(self, feats, lens):
-        compiled, request = (self._for_shape(tuple(feats.shape)) if self.static_shapes
+        unpadded = self.static_shapes and bool((lens == feats.shape[-1]).all())
+        compiled, request = (self._for_shape(tuple(feats.shape), unpadded) if self.static_shapes
                              else (self.compiled, self.request))
-        res = request.infer({"features": _np(feats, np.float32), "feature_lens": _np(lens, np.int64)})
+        inputs = {"features": _np(feats, np.float32)}
+        if not unpadded:
+            inputs["feature_lens"] = _np(lens, np.int64)
+        res = request.infer(inputs)
         lp, ll = res[compiled.output(0)], res[compiled.output(1)]
         return torch.from_numpy(np.array(lp, copy=True)), torch.from_numpy(np.array(ll, dtype=np.int64, copy=True))
+
+
+def bind_lengths(model, name: str, lengths: np.ndarray) -> None:
+    """Replace the OpenVINO model's input ``name`` by the constant ``lengths`` (in place)."""
+    from openvino import opset13
+
+    param = next((p for p in model.get_parameters() if p.get_friendly_name() == name), None)
+    if param is None:
+        raise ValueError(f"OpenVINO model has no input {name!r}")
+    param.output(0).replace(opset13.constant(lengths).output(0))
+    model.remove_parameter(param)
+    model.validate_nodes_and_infer_types()
 
 
 def _np(t: torch.Tensor, dtype) -> np.ndarray:
