@@ -10,9 +10,9 @@ The layer structure and names follow NVIDIA DeepLearningExamples (DLE)
     res    one [1x1 conv, BN] branch per residual input (None without residual)
     mout   [ReLU, Dropout], applied after the residual sum
 
-Every convolution zeroes the padded frames of its input first, so a padded
-utterance gives the same valid outputs as the utterance alone, whatever the
-padding holds. Inside this module tensors are channel-first, (B, C, T).
+Every convolution zeroes the padded frames of its input first (in eval mode only
+those with a kernel wider than 1), so a padded utterance gives the same valid
+outputs as the utterance alone, whatever the padding holds. Inside this module tensors are channel-first, (B, C, T).
 """
 
 from __future__ import annotations
@@ -44,8 +44,12 @@ class MaskedConv1d(nn.Conv1d):
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, C_in, T), x_lens: (B,) -> y: (B, C_out, T_out), y_lens: (B,)."""
-        # masked_fill, not a multiply: NaN/inf in padding must not leak either.
-        x = x.masked_fill(~sequence_mask(x_lens, x.size(2)).unsqueeze(1), 0.0)
+        # masked_fill, not a multiply: NaN/inf in padding must not leak either. In eval mode a 1x1
+        # conv skips it: each output frame depends on its own input frame only, so the valid frames
+        # are the same either way (padded ones are undefined anyway); in training BatchNorm's batch
+        # statistics see the padded frames, so they stay zero there, as in DLE.
+        if self.training or self.kernel_size[0] > 1:
+            x = x.masked_fill(~sequence_mask(x_lens, x.size(2)).unsqueeze(1), 0.0)
         return super().forward(x), self.output_lengths(x_lens)
 
     def output_lengths(self, x_lens: torch.Tensor) -> torch.Tensor:
