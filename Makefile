@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: install run test test-fast bench bench-15x5 clean-data servers servers-stop servers-status ui
+.PHONY: install run test test-fast bench bench-15x5 bench-hourglass clean-data servers servers-stop servers-status ui
 
 install:
 	@bash scripts/bootstrap.sh
@@ -42,6 +42,11 @@ bench: install
 bench-15x5: install
 	@$(ENV) python -m tasks.benchmark --params bench/benchmark_15x5.yaml --preset quartznet:15x5 \
 		--out bench/results/qn15x5 --report bench/results/qn15x5.json
+
+## bench-hourglass: wav2vec 2.0 Hourglass table (plain vs factors 2-6), README "wav2vec 2.0"; on a GPU:
+## python bench/bench_hourglass.py --device cuda --preset base --precision bf16 --batch-size 8
+bench-hourglass: install
+	@$(ENV) python bench/bench_hourglass.py --threads 2 --out bench/results/hourglass_cpu.json
 
 clean-data:
 	rm -rf data reports .dvc/cache .dvc/tmp

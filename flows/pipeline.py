@@ -43,7 +43,10 @@ def effective_overrides(repo: Path, requested: Mapping[str, Any]) -> dict[str, A
         if rel not in cache:
             path = repo / rel
             cache[rel] = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        if _get(cache[rel], parts) != v:
+        # kept even when equal to the committed value if a parent section is replaced too (a profile's
+        # whole `train.loop`): dropping it would let the parent's value win
+        replaced_parent = any(key.startswith(k + ".") for k in requested)
+        if replaced_parent or _get(cache[rel], parts) != v:
             out[key] = v
     return out
 

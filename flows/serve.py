@@ -7,6 +7,9 @@ Deployments (names in ``params/flows.yaml``)::
 
     train-quartznet/default     prefect deployment run train-quartznet/default
     train-jasper/default        prefect deployment run train-jasper/default
+    train-rnnt/default          prefect deployment run train-rnnt/default
+    pretrain-wav2vec2/default   prefect deployment run pretrain-wav2vec2/default
+    finetune-wav2vec2/default   prefect deployment run finetune-wav2vec2/default
     benchmark-nightly/nightly   cron "0 2 * * *" (flows.nightly), or on demand
 """
 
@@ -24,8 +27,11 @@ def deployments(repo: Path) -> list:
     from prefect.schedules import Cron
 
     from flows.benchmark_nightly import benchmark_nightly
+    from flows.finetune_wav2vec2 import finetune_wav2vec2
+    from flows.pretrain_wav2vec2 import pretrain_wav2vec2
     from flows.train_jasper import train_jasper
     from flows.train_quartznet import train_quartznet
+    from flows.train_rnnt import train_rnnt
 
     cfg = config.load(repo)["flows"]
     names, nightly = cfg["deployments"], cfg["nightly"]
@@ -35,6 +41,12 @@ def deployments(repo: Path) -> list:
                                       description="download -> ... -> benchmark for a QuartzNet preset, then registry"),
         train_jasper.to_deployment(name=names["train-jasper"], **common,
                                    description="download -> ... -> benchmark for a Jasper preset, then registry"),
+        train_rnnt.to_deployment(name=names["train-rnnt"], **common,
+                                 description="download -> ... -> benchmark for the RNN-Transducer, then registry"),
+        pretrain_wav2vec2.to_deployment(name=names["pretrain-wav2vec2"], **common,
+                                        description="download -> prepare -> train: wav2vec 2.0 pre-training"),
+        finetune_wav2vec2.to_deployment(name=names["finetune-wav2vec2"], **common,
+                                        description="wav2vec 2.0 CTC fine-tuning -> evaluate/export/benchmark, registry"),
         benchmark_nightly.to_deployment(name=names["benchmark-nightly"], **common,
                                         schedule=Cron(nightly["cron"], timezone=nightly["timezone"]),
                                         description="benchmark the champion model(s), compare with earlier nights"),

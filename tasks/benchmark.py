@@ -8,6 +8,8 @@
 Writes ``<out>/cells.csv``, ``latency.png``, ``rtfx.png``, ``report.md``, ``machine.json`` and the
 metrics JSON; logs all of them and every cell's numbers (``<cell>/<metric>``) to MLflow. Runners
 that cannot run here (CUDA ones without a GPU) are listed under ``skipped`` with the reason.
+A transducer (``--model`` of family rnnt, or ``--preset rnnt:e6d2``) gets the streaming benchmark
+instead (``benchmark.rnnt``, tasks/rnnt_benchmark.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import tasks.offline  # noqa: F401
 from tasks.common import load_params, pick, stage_parser, write_report
 
 KNOWN = {"devices", "threads", "cpu_runners", "cuda_runners", "grid", "audio_manifest", "wer", "train_throughput",
-         "regression", "openvino_static_shapes"}
+         "regression", "openvino_static_shapes", "rnnt"}
 WER_DEFAULTS = {"manifest_dir": "data/prepared", "split": "test", "max_utterances": None, "batch_seconds": 120.0,
                 "num_workers": 1}
 TT_DEFAULTS = {"enabled": False, "precisions": ["fp32"], "batch_size": 4, "clip_seconds": 7.0, "warmup": 1, "steps": 2}
@@ -53,9 +55,16 @@ def _load(model_path: str | None, preset: str | None, exports: str | None, tmp: 
 
         family, _, name = preset.partition(":")
         model = build_model(family, name, 29).eval()  # random weights: speed only
-        export_onnx(model, tmp / "model.onnx", in_features=64)
+        wave = family == "wav2vec2"  # raw waveform in: (B, S) samples
+        export_onnx(model, tmp / "model.onnx", in_features=None if wave else 64)
         export_openvino(tmp / "model.onnx", tmp / "openvino")
-        return model, FilterbankFeatures(FilterbankConfig()).eval(), None, tmp, f"{family} {name} (random weights)"
+        if wave:
+            from asr_core.models.wav2vec2 import WaveformConfig
+
+            features = WaveformConfig().module().eval()
+        else:
+            features = FilterbankFeatures(FilterbankConfig()).eval()
+        return model, features, None, tmp, f"{family} {name} (random weights)"
     if not model_path or not Path(model_path).is_file():
         raise FileNotFoundError(f"benchmark: model {model_path} not found (run the train stage, or pass --preset)")
     model, features, vocab = load_model(model_path)
@@ -100,6 +109,12 @@ def run(section: dict, *, model_path: str | None, exports: str | None, out_dir: 
     from asr_core.export import BackendUnavailable, RunnerSpec, make_runner
 
     opts = _options(section)
+    from tasks.rnnt_benchmark import is_transducer
+
+    if is_transducer(model_path, preset):  # streaming benchmark per backend (tasks/rnnt_benchmark.py)
+        from tasks.rnnt_benchmark import run_transducer
+
+        return run_transducer(section, model_path=model_path, exports=exports, out_dir=out_dir, preset=preset, log=log)
     g = opts["grid"]
     grid = GridConfig(**{**g, "batch_sizes": tuple(g.get("batch_sizes", (1, 2, 4, 8, 16))),
                          "clip_seconds": tuple(float(c) for c in g.get("clip_seconds", (2.0, 7.0, 16.7)))})
@@ -157,7 +172,8 @@ def run(section: dict, *, model_path: str | None, exports: str | None, out_dir: 
                         continue
                     tt[k] = train_throughput(copy.deepcopy(model), batch_size=int(t["batch_size"]),
                                              clip_seconds=float(t["clip_seconds"]), precision=precision,
-                                             warmup=int(t["warmup"]), steps=int(t["steps"]), device=device)
+                                             warmup=int(t["warmup"]), steps=int(t["steps"]), device=device,
+                                             in_features=getattr(features.cfg, "n_mels", None))
                     log(f"benchmark: training {k}: {tt[k]['sequences_per_s']:.2f} sequences/s, "
                         f"{tt[k]['audio_s_per_s']:.1f} audio s/s")
     finally:

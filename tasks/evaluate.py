@@ -1,5 +1,8 @@
 """Stage 5, evaluate: greedy CTC decoding of each evaluation split; WER and CER with jiwer.
 
+A transducer ``model.pt`` (family ``rnnt``) is decoded greedily and with beam search instead
+(``evaluate.rnnt``, tasks/rnnt_evaluate.py), and an alignment picture is logged.
+
 Writes ``reports/evaluate.json`` (declared as DVC metrics: ``dvc metrics show``) and
 ``reports/eval/<split>.tsv`` (utt_id, reference, hypothesis, word/char errors per
 utterance); logs the same to MLflow. Usage::
@@ -33,7 +36,7 @@ def run(section: dict, out_dir: Path) -> dict:
     from asr_core.decoding import corpus_errors, transcribe_manifest, utterance_errors
     from asr_core.train.checkpoint import load_model
 
-    unknown = sorted(set(section) - {"model", "splits", "manifest_dir", *DEFAULTS})
+    unknown = sorted(set(section) - {"model", "splits", "manifest_dir", "rnnt", *DEFAULTS})
     if unknown:
         raise ValueError(f"evaluate: unknown key(s) {unknown}")
     opts = {**DEFAULTS, **section}
@@ -41,6 +44,10 @@ def run(section: dict, out_dir: Path) -> dict:
     if not model_path.is_file():
         raise FileNotFoundError(f"evaluate.model: {model_path} not found (run the train stage first)")
     model, features, vocab = load_model(model_path, device=opts["device"])
+    if getattr(model, "transducer", False):  # RNN-T: greedy + beam search, alignment (tasks/rnnt_evaluate.py)
+        from tasks.rnnt_evaluate import evaluate_transducer
+
+        return evaluate_transducer(model, features, vocab, opts, out_dir, _tsv)
     beam = beam_evaluation(opts["lm"], vocab)  # None: greedy only
 
     def transcribe(split: str, limit: int | None, where: str = "evaluate.splits"):
@@ -97,6 +104,10 @@ def main(argv: list[str] | None = None) -> dict:
         for split in section["splits"]:
             tr.log_artifact(out / f"{split}.tsv", artifact_path="eval")
         log_beam(tr, report, out, section["splits"])
+        if report.get("family") == "rnnt":
+            from tasks.rnnt_evaluate import log_transducer
+
+            log_transducer(tr, report, out, section["splits"])
     write_report(args.report, report)
     return report
 

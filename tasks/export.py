@@ -1,5 +1,8 @@
 """Export stage: ONNX and OpenVINO IR of a trained CTC model, gated on parity with PyTorch.
 
+A transducer ``model.pt`` (family ``rnnt``) is exported as three graphs with state in/out instead
+(tasks/rnnt_export.py: per-graph parity and streamed transcripts equal to PyTorch's).
+
     python -m tasks.export --params params/export.yaml --model models/quartznet_tiny/model.pt \
         --out exports/quartznet_tiny --report reports/export.json
 
@@ -55,7 +58,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_exports(model, in_features: int, tmp: Path, opts: dict) -> dict[str, str]:
+def _write_exports(model, in_features: int | None, tmp: Path, opts: dict) -> dict[str, str]:
     from asr_core.export import export_onnx, export_openvino
 
     t0 = time.perf_counter()
@@ -110,15 +113,21 @@ def run(section: dict, model_path: str | Path, out_dir: str | Path) -> dict:
         raise FileNotFoundError(f"export: model {model_path} not found (run the train stage first)")
     torch.set_num_threads(int(opts["threads"]))
     model, features, vocab = load_model(model_path)
+    if getattr(model, "transducer", False):  # RNN-T: three graphs with state (tasks/rnnt_export.py)
+        from tasks.rnnt_export import run_transducer
+
+        return run_transducer(model, features, vocab, opts, model_path, out_dir, _sha256)
     tmp = out_dir.parent / f".{out_dir.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        files = _write_exports(model, features.cfg.n_mels, tmp, opts)
+        files = _write_exports(model, getattr(features.cfg, "n_mels", None), tmp, opts)  # None: waveform in
         parity = _check(model, features, vocab, tmp, opts)
         passed = all(v["passed"] for v in parity.values())
         manifest = {"model": str(model_path), "model_sha256": _sha256(model_path), "opset": int(opts["opset"]),
-                    "inputs": {"features": "float32 (batch, n_mels, time)", "feature_lens": "int64 (batch,)"},
+                    "inputs": {"features": "float32 (batch, n_mels, time)" if hasattr(features.cfg, "n_mels")
+                               else "float32 (batch, samples): the waveform (wav2vec 2.0)",
+                               "feature_lens": "int64 (batch,)"},
                     "outputs": {"log_probs": "float32 (batch, time_out, vocab)", "log_prob_lens": "int64 (batch,)"},
                     "variants": {"onnxruntime_fp32": "model.onnx", "openvino_fp32": "openvino/model.xml (f32 hint)",
                                  "openvino_bf16": "openvino/model.xml (bf16 hint)",

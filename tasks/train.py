@@ -46,7 +46,7 @@ RAY_DEFAULTS: dict[str, Any] = {
     "num_cpus": None, "object_store_mb": 256, "torch_threads": None, "storage_path": None,
 }
 log = logging.getLogger("tasks.train")  # not print(): Ray Train tees a worker's print to two places
-TOP_KEYS = {"name", "seed", "model", "features", "data", "augment", "optim", "loop", "ray"}
+TOP_KEYS = {"name", "seed", "model", "features", "data", "augment", "optim", "decoding", "loop", "ray"}
 
 
 # -- rank 0's logger: console and MLflow ------------------------------------------------------
@@ -125,7 +125,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 # -- the driver --------------------------------------------------------------------------------
 
 
-PATH_KEYS = ("train_manifest", "dev_manifest", "vocab")  # train.data keys holding paths (made absolute)
+PATH_KEYS = ("train_manifest", "dev_manifest", "vocab", "tokenizer")  # train.data keys holding paths (made absolute)
 
 
 def _absolute(recipe: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +133,10 @@ def _absolute(recipe: dict[str, Any]) -> dict[str, Any]:
     for k in PATH_KEYS:
         if data.get(k):
             data[k] = str(Path(data[k]).resolve())
-    return {**recipe, "data": data}
+    model = dict(recipe.get("model") or {})
+    if model.get("init_from"):  # wav2vec 2.0 fine-tuning: the pre-trained checkpoint
+        model["init_from"] = str(Path(model["init_from"]).resolve())
+    return {**recipe, "data": data, **({"model": model} if "model" in recipe else {})}
 
 
 def _check_resumable(model_dir: Path, fingerprint: dict[str, Any], fresh: bool) -> None:
@@ -170,7 +173,8 @@ def worker_config(section: dict[str, Any], out_root: Path, run_id: str | None = 
 
     name = str(section.get("name") or "model")
     seed = int(section.get("seed", 0))
-    recipe = _absolute({k: section[k] for k in ("model", "features", "data", "augment", "optim") if k in section})
+    recipe = _absolute({k: section[k] for k in ("model", "features", "data", "augment", "optim", "decoding")
+                        if k in section})
     family = str((section.get("model") or {}).get("family", "quartznet"))
     recipe_classes(family)[1].from_dict(recipe)  # fail in the driver, before any worker starts
     loop = dict(section.get("loop") or {})

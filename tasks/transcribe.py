@@ -9,6 +9,10 @@
 ``exports/<model folder name>``); features and vocabulary still come from ``model.pt``.
 
 Any format, sample rate and channel count soundfile reads; prints ``path<TAB>text``.
+
+A transducer model (family ``rnnt``) decodes greedily, with ``--beam WIDTH``, or streaming::
+
+    python -m tasks.transcribe --model models/rnnt_small/model.pt --stream a.wav   # prints partials
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ def main(argv: list[str] | None = None) -> list[str]:
     p.add_argument("--precision", default="fp32", help="fp32 | bf16 (torch, openvino) | fp16w (openvino)")
     p.add_argument("--exports", help="export folder (default: exports/<name of the model's folder>)")
     add_lm_args(p)
+    g = p.add_argument_group("transducer (rnnt) models")
+    g.add_argument("--stream", action="store_true", help="feed each file in chunks as if live, print partials")
+    g.add_argument("--chunk-ms", type=float, help="--stream: audio per piece fed (default: one encoder chunk)")
+    g.add_argument("--chunk-frames", type=int, default=10, help="stacked frames per encoder call (even)")
+    g.add_argument("--realtime", action="store_true", help="--stream: wait between pieces as live audio would")
+    g.add_argument("--beam", type=int, help="beam search of this width instead of greedy (not with --stream)")
+    g.add_argument("--max-symbols", type=int, default=5, help="tokens per encoder frame at most")
     args = p.parse_args(argv)
     missing = [a for a in args.audio if not Path(a).is_file()]
     if missing:
@@ -38,6 +49,12 @@ def main(argv: list[str] | None = None) -> list[str]:
     from asr_core.train.checkpoint import load_model
 
     model, features, vocab = load_model(args.model, device=args.device)
+    if getattr(model, "transducer", False):  # RNN-T: greedy, beam or --stream (tasks/rnnt_transcribe.py)
+        from tasks.rnnt_transcribe import transcribe_transducer
+
+        return transcribe_transducer(args, model, features, vocab, p)
+    if args.stream or args.beam:
+        p.error("--stream / --beam are for transducer (rnnt) models; CTC beam search takes --lm")
     if args.backend != "torch" or args.precision != "fp32":
         from asr_core.export import BackendUnavailable, make_runner
 

@@ -19,7 +19,7 @@ from asr_core.models import ctc_loss
 
 
 def train_throughput(model: nn.Module, *, batch_size: int, clip_seconds: float, precision: str = "fp32",
-                     warmup: int = 1, steps: int = 3, device: str = "cpu", in_features: int = 64,
+                     warmup: int = 1, steps: int = 3, device: str = "cpu", in_features: int | None = 64,
                      frames_per_second: int = 100, seed: int = 0) -> dict:
     dev = torch.device(device)
     if precision not in ("fp32", "tf32", "bf16", "fp16"):
@@ -31,7 +31,11 @@ def train_throughput(model: nn.Module, *, batch_size: int, clip_seconds: float, 
     g = torch.Generator().manual_seed(seed)
     frames = int(round(clip_seconds * frames_per_second))
     frames += -frames % 16
-    x = torch.randn(batch_size, in_features, frames, generator=g).to(dev)
+    if in_features is None:  # a waveform model (wav2vec 2.0): (B, S) samples at 16 kHz
+        frames = int(round(clip_seconds * 16000))
+        x = torch.randn(batch_size, frames, generator=g).to(dev)
+    else:
+        x = torch.randn(batch_size, in_features, frames, generator=g).to(dev)
     x_lens = torch.full((batch_size,), frames, dtype=torch.long, device=dev)
     n_labels = getattr(model, "num_outputs", 29) - 1
     target_len = max(1, int(clip_seconds * 12))

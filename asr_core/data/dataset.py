@@ -150,12 +150,14 @@ class Manifest:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, min_duration: float | None = None, max_duration: float | None = None
+        cls, path: str | os.PathLike, min_duration: float | None = None, max_duration: float | None = None,
+        require_text: bool = True,
     ) -> "Manifest":
         """Read a JSON-lines manifest, keeping rows with ``min_duration <= duration <= max_duration``.
 
         Each row needs ``audio_filepath`` and ``duration`` (seconds, > 0) and ``text``; ``utt_id``
         defaults to the audio file's stem. A bad row or a repeated ``utt_id`` raises naming the row.
+        ``require_text=False`` (self-supervised pre-training) accepts rows without ``text`` (read as "").
         """
         path = Path(path)
         # compared in float32, as stored, so that filter_duration() later agrees at the boundary
@@ -171,6 +173,8 @@ class Manifest:
             audio, text, dur = row.get("audio_filepath"), row.get("text"), row.get("duration")
             if not isinstance(audio, str) or not audio:
                 raise ValueError(f"{where}: 'audio_filepath' must be a non-empty string, got {audio!r}")
+            if text is None and not require_text:
+                text = ""
             if not isinstance(text, str):
                 raise ValueError(f"{where}: 'text' must be a string, got {text!r}")
             if isinstance(dur, bool) or not isinstance(dur, (int, float)) or not dur > 0 or dur == float("inf"):
@@ -352,6 +356,7 @@ def build_loader(
     persistent_workers: bool = False,
     pin_memory: bool | None = None,
     prefetch_factor: int | None = None,
+    require_text: bool = True,
 ) -> tuple[ResumableLoader, BucketingBatchSampler]:
     """Manifest -> (loader, sampler). Give exactly one of ``batch_size`` / ``max_batch_seconds``.
 
@@ -363,7 +368,8 @@ def build_loader(
     """
     from asr_core.data.collate import collate_batch
 
-    manifest = Manifest.load(manifest_path, min_duration=min_duration, max_duration=max_duration)
+    manifest = Manifest.load(manifest_path, min_duration=min_duration, max_duration=max_duration,
+                             require_text=require_text)
     if len(manifest) == 0:
         raise ValueError(
             f"{manifest_path}: no rows left after the duration filter "

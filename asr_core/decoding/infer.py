@@ -112,10 +112,10 @@ def transcribe_files(
     LM); greedy decoding without one.
     """
     from asr_core.data.audio import load_audio, resample, to_mono
-    from asr_core.features import FilterbankFeatures
+    from asr_core.features import build_features
 
     device = torch.device(device)
-    fb = FilterbankFeatures(features).eval()
+    fb = build_features(features).eval()
     out = []
     for p in paths:
         x, sr = load_audio(Path(p))

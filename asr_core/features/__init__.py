@@ -22,7 +22,17 @@ from asr_core.features.filterbank import (
     normalize_batch,
 )
 
+
+
+def build_features(cfg):
+    """The feature module a config describes: :class:`FilterbankFeatures` for a
+    :class:`FilterbankConfig`, else ``cfg.module()`` (wav2vec 2.0's ``WaveformConfig``: the
+    waveform itself, normalised per utterance), both called as ``(audio, lengths) -> (x, x_lens)``."""
+    return FilterbankFeatures(cfg) if isinstance(cfg, FilterbankConfig) else cfg.module()
+
+
 __all__ = [
+    "build_features",
     "FilterbankConfig",
     "FilterbankFeatures",
     "SpecAugment",

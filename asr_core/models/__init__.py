@@ -38,6 +38,10 @@ from asr_core.models.quartznet import (
     quartznet_model,
     quartznet_tiny,
 )
+from asr_core.models.rnnt import PRESETS as _RNNT_PRESETS
+from asr_core.models.rnnt import RNNTConfig, Transducer, rnnt_model
+from asr_core.models.wav2vec2 import PRESETS as _W2V_PRESETS
+from asr_core.models.wav2vec2 import Wav2Vec2Config, wav2vec2_ctc_model
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "quartznet": Family(QuartzNetConfig, _quartznet.PRESETS, quartznet_model),
     "jasper": Family(JasperConfig, _jasper.PRESETS, jasper_model),
+    "rnnt": Family(RNNTConfig, _RNNT_PRESETS, rnnt_model),  # a Transducer, not a CTCModel
+    "wav2vec2": Family(Wav2Vec2Config, _W2V_PRESETS, wav2vec2_ctc_model),  # (B, S) samples in
 }
 
 
@@ -97,6 +103,9 @@ __all__ = [
     "JasperConfig",
     "MaskedConv1d",
     "QuartzNetConfig",
+    "RNNTConfig",
+    "Transducer",
+    "Wav2Vec2Config",
     "build_model",
     "build_model_from_config",
     "ctc_loss",
@@ -114,6 +123,8 @@ __all__ = [
     "quartznet_15x5",
     "quartznet_model",
     "quartznet_tiny",
+    "rnnt_model",
     "separable_conv",
     "sub_block",
+    "wav2vec2_ctc_model",
 ]

@@ -186,9 +186,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """``model.pt`` -> ``(model, features, vocab)``, the model and features in eval mode on ``device``.
 
     ``features`` is a :class:`~asr_core.features.FilterbankFeatures` with the training config
-    (no dither in eval mode); ``vocab`` a :class:`~asr_core.text.CharVocab`.
+    (no dither in eval mode); ``vocab`` a :class:`~asr_core.text.CharVocab`. A transducer
+    (family ``rnnt``) gives :class:`~asr_core.models.rnnt.features.RNNTFilterbank` and
+    :class:`~asr_core.models.rnnt.vocab.SubwordVocab` instead; wav2vec 2.0 (family ``wav2vec2``)
+    a :class:`~asr_core.models.wav2vec2.WaveformFeatures` (``(wave, lens) -> (normalised wave, lens)``).
     """
-    from asr_core.features import FilterbankConfig, FilterbankFeatures
+    from asr_core.features import FilterbankConfig, build_features
     from asr_core.models import build_model_from_config
     from asr_core.text import CharVocab
 
@@ -198,8 +201,19 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
         model.load_state_dict(obj["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit a {obj['family']} model with its config: {e}") from e
-    features = FilterbankFeatures(FilterbankConfig.from_dict(obj["features"]))
-    vocab = CharVocab.from_dict(obj["vocab"])
+    if obj["family"] == "wav2vec2":  # raw waveform in: its "features" only normalise the wave
+        from asr_core.models.wav2vec2 import WaveformConfig
+
+        fcfg = WaveformConfig.from_dict(obj["features"])
+    else:
+        fcfg = FilterbankConfig.from_dict(obj["features"])
+    if obj["vocab"].get("type") == "sentencepiece":  # a transducer: subword pieces, streaming-exact features
+        from asr_core.models.rnnt.features import RNNTFilterbank
+        from asr_core.models.rnnt.vocab import SubwordVocab
+
+        features, vocab = RNNTFilterbank(fcfg), SubwordVocab.from_dict(obj["vocab"])
+    else:
+        features, vocab = build_features(fcfg), CharVocab.from_dict(obj["vocab"])
     if vocab.num_outputs != obj["num_outputs"]:
         raise CheckpointError(f"{path}: vocabulary has {vocab.num_outputs} outputs, model {obj['num_outputs']}")
     return model.to(device).eval(), features.to(device).eval(), vocab

@@ -53,11 +53,11 @@ from asr_core.data.dataset import (
 from asr_core.data.sampler import BucketingBatchSampler
 from asr_core.features import (
     FilterbankConfig,
-    FilterbankFeatures,
     SpecAugment,
     SpecAugmentConfig,
     SpeedPerturbConfig,
     TrimSilenceConfig,
+    build_features,
     speed_perturb,
     trim_silence,
 )
@@ -182,7 +182,7 @@ class CTCCollate:
 
     def __init__(self, features: FilterbankConfig, spec_augment: SpecAugmentConfig | None = None,
                  train: bool = False, seed: int = 0, dataset: AudioDataset | None = None) -> None:
-        self.features = FilterbankFeatures(features).eval()  # dither is added below, seeded
+        self.features = build_features(features).eval()  # dither is added below, seeded
         self.dither = features.dither if train else 0.0
         self.specaug = SpecAugment(spec_augment).train() if (train and spec_augment is not None) else None
         self.sample_rate, self.seed, self.dataset = features.sample_rate, seed, dataset
@@ -203,7 +203,8 @@ class CTCCollate:
             if self.specaug is not None:
                 feats = self.specaug(feats, feat_lens)
         else:
-            feats = torch.zeros(0, self.features.cfg.n_mels, 0)
+            n_mels = getattr(self.features.cfg, "n_mels", None)  # None: a waveform model's (B, S) input
+            feats = torch.zeros(0, n_mels, 0) if n_mels else torch.zeros(0, 0)
             feat_lens = torch.zeros(0, dtype=torch.long)
         b.update(feats=feats, feat_lens=feat_lens, audio_seconds=float(wave_lens.sum()) / self.sample_rate)
         return b

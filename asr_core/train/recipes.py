@@ -16,6 +16,9 @@ from typing import Any
 RECIPES: dict[str, tuple[str, str, str]] = {
     "quartznet": ("asr_core.train.ctc_recipe", "CTCRecipe", "CTCRecipeConfig"),
     "jasper": ("asr_core.train.ctc_recipe", "CTCRecipe", "CTCRecipeConfig"),
+    "rnnt": ("asr_core.train.rnnt_recipe", "RNNTRecipe", "RNNTRecipeConfig"),
+    "wav2vec2_pretrain": ("asr_core.train.wav2vec2_recipe", "Wav2Vec2PretrainRecipe", "Wav2Vec2RecipeConfig"),
+    "wav2vec2": ("asr_core.train.wav2vec2_recipe", "Wav2Vec2CTCRecipe", "Wav2Vec2RecipeConfig"),
 }
 
 

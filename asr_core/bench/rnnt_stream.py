@@ -1,0 +1,99 @@
+"""Streaming transducer benchmark: WER, time per encoder / prediction / joint call, audio seconds
+per second and chunk latency, for one backend (PyTorch, onnxruntime or OpenVINO).
+
+Each utterance is fed in chunks of the decoder's own size (``chunk_frames`` stacked frames,
+300 ms at the default 10) as a live stream would arrive; a chunk's latency is the time from
+handing it over to getting the hypothesis back (features, encoder, greedy search). Throughput
+is audio seconds over the wall time of all ``accept``/``finish`` calls. The first
+``warmup`` utterances are streamed once untimed (allocations, OpenVINO's first-shape compile).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from asr_core.decoding.rnnt_stream import StreamingTranscriber
+
+
+class TimedBackend:
+    """A :class:`~asr_core.decoding.rnnt_stream.TransducerBackend` that times each graph call."""
+
+    def __init__(self, backend) -> None:
+        self.inner = backend
+        self.stack, self.time_reduction, self.blank = backend.stack, backend.time_reduction, backend.blank
+        self.seconds: dict[str, list[float]] = defaultdict(list)
+
+    def _timed(self, name: str, fn, *args):
+        t = time.perf_counter()
+        out = fn(*args)
+        self.seconds[name].append(time.perf_counter() - t)
+        return out
+
+    def encode(self, s, s_lens, state):
+        return self._timed("encoder", self.inner.encode, s, s_lens, state)
+
+    def predict(self, y, state):
+        return self._timed("predictor", self.inner.predict, y, state)
+
+    def joint(self, f, g):
+        return self._timed("joint", self.inner.joint, f, g)
+
+    def encoder_state(self, batch: int):
+        return self.inner.encoder_state(batch)
+
+    def predictor_state(self, batch: int):
+        return self.inner.predictor_state(batch)
+
+
+class IdVocab:
+    """Token ids as text, for random-weights speed runs (no tokenizer)."""
+
+    def decode(self, ids) -> str:
+        return " ".join(str(int(i)) for i in ids)
+
+
+def stream_benchmark(backend, features, vocab, utterances: list[tuple[torch.Tensor, str]], *,
+                     chunk_frames: int = 10, max_symbols: int = 5, warmup: int = 1) -> dict:
+    """``utterances``: (16 kHz wave, reference text or "") -> the metrics (see the module doc)."""
+    from asr_core.decoding import corpus_errors
+
+    timed = TimedBackend(backend)
+    st = StreamingTranscriber(timed, features, vocab, chunk_frames=chunk_frames, max_symbols=max_symbols)
+    piece = st.chunk_samples
+    for wave, _ in utterances[:warmup]:
+        for i in range(0, wave.numel(), piece):
+            st.accept(wave[i: i + piece])
+        st.finish()
+    timed.seconds.clear()
+    latency, wall, audio, pairs = [], 0.0, 0.0, []
+    for wave, ref in utterances:
+        first = len(latency)
+        for i in range(0, wave.numel(), piece):
+            t = time.perf_counter()
+            st.accept(wave[i: i + piece])
+            latency.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        text = st.finish().text
+        latency.append(time.perf_counter() - t)
+        wall += sum(latency[first:])
+        audio += wave.numel() / features.cfg.sample_rate
+        pairs.append((ref, text))
+    lat = np.array(latency) * 1000
+    out = {"utterances": len(utterances), "audio_seconds": round(audio, 3), "chunk_frames": chunk_frames,
+           "chunk_ms": round(1000 * piece / features.cfg.sample_rate, 1),
+           "audio_s_per_s": round(audio / max(wall, 1e-9), 3), "rtfx": round(audio / max(wall, 1e-9), 3),
+           "chunk_p50_ms": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
+           "chunk_p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
+           "chunk_mean_ms": round(float(lat.mean()), 3) if lat.size else None}
+    for name in ("encoder", "predictor", "joint"):
+        s = timed.seconds.get(name, [])
+        out[f"{name}_ms"] = round(1000 * float(np.mean(s)), 4) if s else None
+        out[f"{name}_calls"] = len(s)
+    if any(r for r, _ in pairs):
+        e = corpus_errors(pairs)
+        out.update(wer=round(e["wer"], 6), cer=round(e["cer"], 6))
+    return out

@@ -1,0 +1,85 @@
+"""Greedy transducer decoding, offline or frame by frame (streaming), with at most
+``max_symbols`` tokens per encoder frame.
+
+The loop only sees two functions, so the same code decodes with PyTorch or with the
+exported graphs (``asr_core.export.rnnt_runtime``):
+
+    predict(tokens (B, 1) int64, state) -> (g (B, P), new state)
+    joint(f (B, D), g (B, P)) -> logits (B, V)
+
+``state`` is a tuple of (layers, B, H) tensors. Offline decoding is ``GreedyDecoder.init``
+then one ``advance`` over all frames; streaming calls ``advance`` per chunk: the same
+arithmetic in the same order, which is what the streaming parity rests on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+Predict = Callable[[torch.Tensor, tuple], tuple[torch.Tensor, tuple]]
+JointFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class GreedyState:
+    g: torch.Tensor  # (B, P) prediction network output for each row's last token
+    state: tuple  # prediction network state
+    hyps: list[list[int]] = field(default_factory=list)
+    frames: list[list[int]] = field(default_factory=list)  # encoder frame of each emitted token
+    t: int = 0  # encoder frames consumed so far
+
+
+class GreedyDecoder:
+    def __init__(self, predict: Predict, joint: JointFn, zero_state: Callable[[int], tuple], blank: int = 0,
+                 max_symbols: int = 5) -> None:
+        if max_symbols < 1:
+            raise ValueError(f"max_symbols must be >= 1, got {max_symbols}")
+        self.predict, self.joint, self.zero_state = predict, joint, zero_state
+        self.blank, self.max_symbols = blank, max_symbols
+
+    def init(self, batch: int) -> GreedyState:
+        start = torch.full((batch, 1), self.blank, dtype=torch.long)
+        g, state = self.predict(start, self.zero_state(batch))
+        return GreedyState(g, state, [[] for _ in range(batch)], [[] for _ in range(batch)])
+
+    @torch.no_grad()
+    def advance(self, st: GreedyState, f: torch.Tensor, f_lens: torch.Tensor | None = None) -> GreedyState:
+        """Consume encoder frames f (B, T, D) (rows valid up to f_lens) and update ``st``."""
+        b, t_max = f.size(0), f.size(1)
+        lens = f_lens.tolist() if f_lens is not None else [t_max] * b
+        for t in range(t_max):
+            active = torch.tensor([t < n for n in lens])
+            if not bool(active.any()):
+                break
+            for _ in range(self.max_symbols):
+                k = self.joint(f[:, t], st.g).argmax(dim=-1)
+                emit = (k != self.blank) & active
+                if not bool(emit.any()):
+                    break
+                g, state = self.predict(k[:, None], st.state)
+                if bool(emit.all()):
+                    st.g, st.state = g, state
+                else:
+                    m = emit[:, None]
+                    st.g = torch.where(m, g, st.g)
+                    st.state = tuple(torch.where(m[None].to(new.device), new, old) for new, old in zip(state, st.state))
+                for i in emit.nonzero()[:, 0].tolist():
+                    st.hyps[i].append(int(k[i]))
+                    st.frames[i].append(st.t + t)
+                active = emit  # only rows that emitted may emit again on this frame
+        st.t += t_max
+        return st
+
+
+@torch.no_grad()
+def greedy_decode(model, feats: torch.Tensor, feat_lens: torch.Tensor, max_symbols: int = 5) -> list[list[int]]:
+    """Offline greedy decoding of a padded batch of features (B, N, F) -> token ids per utterance."""
+    # imported here: rnnt_stream imports this module
+    from asr_core.decoding.rnnt_stream import TorchBackend, greedy_decoder
+
+    f, f_lens = model.encoder(feats, feat_lens)
+    dec = greedy_decoder(TorchBackend(model), max_symbols)
+    return dec.advance(dec.init(f.size(0)), f.float().cpu(), f_lens.cpu()).hyps

@@ -1,0 +1,178 @@
+"""Exact streaming transducer decoding: audio chunks in, partial hypotheses out.
+
+Per chunk of audio: :class:`~asr_core.models.rnnt.features.StreamingFilterbank` gives the
+offline feature frames as soon as they are final; every ``chunk_frames`` stacked frames
+(``chunk_frames * stack`` feature frames, edgedict's ``step_n_frame``) go through the encoder
+with its LSTM state carried, and the greedy decoder advances over the new encoder frames
+with the prediction network's state carried. At the end the remaining frames go through as
+a shorter, length-masked chunk, as the offline encoder masks them.
+
+Because the features are identical, the stacks and the time reduction line up with the
+offline ones (``chunk_frames`` is a multiple of the reduction), and the decoder is the same
+code, streamed greedy transcripts equal offline greedy ones; the encoder outputs agree to
+float rounding (an LSTM's input product over a 10-frame chunk and over a whole utterance
+may round differently).
+
+Backends implement :class:`TransducerBackend`: PyTorch here, onnxruntime / OpenVINO in
+``asr_core.export.rnnt_runtime``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from asr_core.decoding.rnnt_greedy import GreedyDecoder
+from asr_core.models.rnnt.features import StreamingFilterbank
+from asr_core.models.rnnt.frontend import stack_frames
+
+DEFAULT_CHUNK_FRAMES = 10  # stacked frames per encoder call: 300 ms of audio (edgedict step_n_frame 10)
+
+
+class TransducerBackend(Protocol):
+    """The three graphs a streaming decoder needs (B = 1 for the encoder)."""
+
+    stack: int
+    time_reduction: int
+    blank: int
+
+    def encode(self, s: torch.Tensor, s_lens: torch.Tensor, state: tuple) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """Stacked, not yet normalised frames (B, S, N*k) -> (f (B, T', D), f_lens, state)."""
+
+    def encoder_state(self, batch: int) -> tuple: ...
+
+    def predict(self, y: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        """(B, 1) token ids -> (g (B, P), state)."""
+
+    def predictor_state(self, batch: int) -> tuple: ...
+
+    def joint(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """(B, D), (B, P) -> logits (B, V)."""
+
+
+class TorchBackend:
+    """A :class:`TransducerBackend` over a PyTorch :class:`~asr_core.models.rnnt.Transducer` (eval mode)."""
+
+    def __init__(self, model) -> None:
+        self.model = model.eval()
+        cfg = model.encoder.cfg
+        self.stack, self.blank = cfg.stack, model.blank
+        self.time_reduction = cfg.time_reduction if cfg.time_reduction_layer >= 0 else 1
+        self.device = next(model.parameters()).device  # inputs go there; frames and logits come back on the CPU
+
+    @torch.no_grad()
+    def encode(self, s, s_lens, state):
+        enc = self.model.encoder
+        f, f_lens, state = enc.encode(enc.frontend.norm(s.to(self.device)), s_lens.to(self.device), state)
+        return f.float().cpu(), f_lens.cpu(), state
+
+    def encoder_state(self, batch: int) -> tuple:
+        return self.model.encoder.zero_state(batch, self.device)
+
+    @torch.no_grad()
+    def predict(self, y, state):
+        g, state = self.model.predictor.step(y.to(self.device), state)
+        return g[:, -1].float().cpu(), state
+
+    def predictor_state(self, batch: int) -> tuple:
+        return self.model.predictor.zero_state(batch, self.device)
+
+    @torch.no_grad()
+    def joint(self, f, g):
+        return self.model.joint(f.to(self.device), g.to(self.device)).float().cpu()
+
+
+def greedy_decoder(backend: TransducerBackend, max_symbols: int = 5) -> GreedyDecoder:
+    return GreedyDecoder(backend.predict, backend.joint, backend.predictor_state, backend.blank, max_symbols)
+
+
+@torch.no_grad()
+def offline_greedy(backend: TransducerBackend, feats: torch.Tensor, feat_lens: torch.Tensor,
+                   max_symbols: int = 5) -> list[list[int]]:
+    """Whole utterances (B, N, F) through ``backend`` at once: token ids per utterance."""
+    s, s_lens = stack_frames(feats, feat_lens, backend.stack)
+    f, f_lens, _ = backend.encode(s, s_lens, backend.encoder_state(feats.size(0)))
+    dec = greedy_decoder(backend, max_symbols)
+    return dec.advance(dec.init(feats.size(0)), f, f_lens).hyps
+
+
+@dataclass
+class Partial:
+    text: str
+    final: bool
+    audio_seconds: float  # audio received when this hypothesis was made
+
+
+class StreamingTranscriber:
+    """``accept(samples) -> [Partial]`` (a hypothesis each time it changes), ``finish() -> Partial``.
+
+    ``chunk_frames``: stacked frames per encoder call, a multiple of the time reduction.
+    ``on_encode(frames)``: an optional hook called after each encoder call (benchmarks time it).
+    """
+
+    def __init__(self, backend: TransducerBackend, features, vocab, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+                 max_symbols: int = 5) -> None:
+        if chunk_frames < 1 or chunk_frames % backend.time_reduction:
+            raise ValueError(f"chunk_frames must be a positive multiple of the encoder's time reduction "
+                             f"({backend.time_reduction}), got {chunk_frames}")
+        self.backend, self.vocab, self.chunk_frames = backend, vocab, chunk_frames
+        self.fbank = StreamingFilterbank(features)
+        self.sample_rate = features.cfg.sample_rate
+        self.decoder = greedy_decoder(backend, max_symbols)
+        self.reset()
+
+    @property
+    def chunk_samples(self) -> int:
+        """Audio per encoder call: ``chunk_frames * stack`` hops (edgedict's chunk advance)."""
+        return self.chunk_frames * self.backend.stack * self.fbank.hop
+
+    def reset(self) -> None:
+        self.fbank.reset()
+        self.frames = torch.zeros(self.fbank.m.cfg.n_mels, 0)
+        self.enc_state = self.backend.encoder_state(1)
+        self.state = self.decoder.init(1)
+        self.text = ""
+        self.received = 0
+
+    def _encode(self, frames: torch.Tensor, n_valid: int) -> None:
+        s, s_lens = stack_frames(frames[None], torch.tensor([n_valid]), self.backend.stack)
+        f, f_lens, self.enc_state = self.backend.encode(s, s_lens, self.enc_state)
+        self.decoder.advance(self.state, f, f_lens)
+
+    def _run(self, final: bool) -> list[Partial]:
+        out = []
+        step = self.chunk_frames * self.backend.stack
+        while self.frames.size(1) >= step or (final and self.frames.size(1) > 0):
+            n = min(step, self.frames.size(1))
+            self._encode(self.frames[:, :n], n)
+            self.frames = self.frames[:, n:]
+            text = self.vocab.decode(self.state.hyps[0])
+            if text != self.text:
+                self.text = text
+                out.append(Partial(text, False, self.received / self.sample_rate))
+        return out
+
+    def accept(self, samples) -> list[Partial]:
+        samples = torch.as_tensor(samples, dtype=torch.float32).reshape(-1)
+        self.received += samples.numel()
+        self.frames = torch.cat((self.frames, self.fbank.accept(samples)), dim=1)
+        return self._run(final=False)
+
+    def finish(self) -> Partial:
+        """Flush the stream; the final hypothesis. The transcriber is then ready for a new stream."""
+        self.frames = torch.cat((self.frames, self.fbank.finish()), dim=1)
+        self._run(final=True)
+        final = Partial(self.vocab.decode(self.state.hyps[0]), True, self.received / self.sample_rate)
+        self.tokens = list(self.state.hyps[0])
+        self.reset()
+        return final
+
+
+def stream_file(transcriber: StreamingTranscriber, wave: torch.Tensor, chunk_samples: int | None = None):
+    """Feed ``wave`` in chunks (default: the transcriber's own) as if live; yields each Partial."""
+    n = chunk_samples or transcriber.chunk_samples
+    for i in range(0, wave.numel(), n):
+        yield from transcriber.accept(wave[i: i + n])
+    yield transcriber.finish()

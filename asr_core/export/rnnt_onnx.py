@@ -1,0 +1,114 @@
+"""A transducer as three ONNX graphs with state in/out (edgedict ``export_onnx.py``), and OpenVINO IR.
+
+    encoder.onnx    frames (B, S, N*k) float32   stacked, not normalised (the LayerNorm is inside)
+                    frame_lens (B,) int64
+                    h_in, c_in (L, B, H) float32
+                 -> enc (B, T', D), enc_lens (B,) int64, h_out, c_out
+    predictor.onnx  tokens (B, 1) int64, h_in, c_in (layers, B, P_h) -> g (B, P), h_out, c_out
+    joint.onnx      enc (B, D), g (B, P) -> logits (B, V)
+
+Batch and time axes are dynamic. A streaming decoder feeds the encoder ``chunk_frames``
+stacked frames at a time with its state carried (``asr_core.export.rnnt_runtime``). The IR
+goes to ``openvino/<graph>/model.xml`` (fp32 weights; dynamic shapes: the runtime reshapes to
+the chunk's shape once). TorchScript exporter (``dynamo=False``), as for the CTC models.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from asr_core.export.to_openvino import export_openvino
+from asr_core.io.atomic import atomic_path
+
+GRAPHS = ("encoder", "predictor", "joint")
+IO = {
+    "encoder": (("frames", "frame_lens", "h_in", "c_in"), ("enc", "enc_lens", "h_out", "c_out")),
+    "predictor": (("tokens", "h_in", "c_in"), ("g", "h_out", "c_out")),
+    "joint": (("enc", "g"), ("logits",)),
+}
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, frames, frame_lens, h_in, c_in):
+        enc, enc_lens, (h, c) = self.encoder.encode(self.encoder.frontend.norm(frames), frame_lens, (h_in, c_in))
+        return enc, enc_lens, h, c
+
+
+class PredictorGraph(nn.Module):
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.predictor = model.predictor
+
+    def forward(self, tokens, h_in, c_in):
+        g, (h, c) = self.predictor.step(tokens, (h_in, c_in))
+        return g[:, -1], h, c
+
+
+class JointGraph(nn.Module):
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.joint = model.joint
+
+    def forward(self, enc, g):
+        return self.joint(enc, g)
+
+
+def graph_modules(model) -> dict[str, nn.Module]:
+    return {"encoder": EncoderGraph(model), "predictor": PredictorGraph(model), "joint": JointGraph(model)}
+
+
+def examples(model) -> dict[str, tuple]:
+    """Trace inputs: two rows of different lengths (odd, so the time reduction's padding is traced)."""
+    cfg = model.encoder.cfg
+    n_in = cfg.in_features * cfg.stack
+    enc_state = model.encoder.zero_state(2)
+    pred_state = model.predictor.zero_state(2)
+    return {
+        "encoder": (torch.randn(2, 11, n_in), torch.tensor([11, 7]), torch.randn_like(enc_state[0]),
+                    torch.randn_like(enc_state[1])),
+        "predictor": (torch.tensor([[1], [2]]), torch.randn_like(pred_state[0]), torch.randn_like(pred_state[1])),
+        "joint": (torch.randn(2, cfg.enc_proj), torch.randn(2, cfg.pred_proj)),
+    }
+
+
+DYNAMIC = {
+    "encoder": {"frames": {0: "batch", 1: "time"}, "frame_lens": {0: "batch"}, "h_in": {1: "batch"},
+                "c_in": {1: "batch"}, "enc": {0: "batch", 1: "time_out"}, "enc_lens": {0: "batch"},
+                "h_out": {1: "batch"}, "c_out": {1: "batch"}},
+    "predictor": {"tokens": {0: "batch"}, "h_in": {1: "batch"}, "c_in": {1: "batch"}, "g": {0: "batch"},
+                  "h_out": {1: "batch"}, "c_out": {1: "batch"}},
+    "joint": {"enc": {0: "batch"}, "g": {0: "batch"}, "logits": {0: "batch"}},
+}
+
+
+def export_rnnt(model, out_dir: str | os.PathLike, *, opset: int = 17, openvino: bool = True) -> dict[str, Path]:
+    """Write ``<out_dir>/<graph>.onnx`` (and ``openvino/<graph>/model.xml``); returns the paths by name."""
+    import onnx
+
+    out_dir = Path(out_dir)
+    model = model.eval().cpu()
+    mods, ex = graph_modules(model), examples(model)
+    paths: dict[str, Path] = {}
+    for name in GRAPHS:
+        path = out_dir / f"{name}.onnx"
+        inputs, outputs = IO[name]
+        with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=UserWarning)  # LSTM batch_first notes
+            torch.onnx.export(mods[name], ex[name], str(tmp), dynamo=False, opset_version=opset,
+                              input_names=list(inputs), output_names=list(outputs), dynamic_axes=DYNAMIC[name])
+        onnx.checker.check_model(str(path))
+        paths[name] = path
+        if openvino:
+            paths[f"openvino/{name}"] = export_openvino(path, out_dir / "openvino" / name)
+    return paths

@@ -1,0 +1,133 @@
+"""The transducer's exported graphs as a :class:`~asr_core.decoding.rnnt_stream.TransducerBackend`,
+on onnxruntime or OpenVINO (CPU): the same greedy, beam and streaming decoders as PyTorch run on them.
+
+    backend = load_backend("exports/rnnt_small", "onnxruntime", threads=2)
+    st = StreamingTranscriber(backend, features, vocab)
+
+The model's shapes (stack, time reduction, blank) are read from ``rnnt_export.json``, which the
+export stage writes beside the graphs. OpenVINO runs with the f32 inference hint (its CPU
+plugin would otherwise pick bf16 where the CPU has it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr_core.export.rnnt_onnx import GRAPHS, IO
+
+META = "rnnt_export.json"
+
+
+def _np(x, dtype) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=dtype)
+
+
+class _GraphBackend:
+    """Shared logic; subclasses set ``self._run[name](feeds) -> list of arrays``."""
+
+    def __init__(self, export_dir: str | os.PathLike) -> None:
+        self.dir = Path(export_dir)
+        meta_path = self.dir / META
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: not a transducer export (run the export stage)")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.stack, self.time_reduction, self.blank = meta["stack"], meta["time_reduction"], meta["blank"]
+        self.enc_state_shape = (meta["enc_layers"], meta["enc_hidden"])
+        self.pred_state_shape = (meta["pred_layers"], meta["pred_hidden"])
+        self._run: dict = {}
+
+    def encoder_state(self, batch: int) -> tuple:
+        z = torch.zeros(self.enc_state_shape[0], batch, self.enc_state_shape[1])
+        return z, z.clone()
+
+    def predictor_state(self, batch: int) -> tuple:
+        z = torch.zeros(self.pred_state_shape[0], batch, self.pred_state_shape[1])
+        return z, z.clone()
+
+    def encode(self, s, s_lens, state):
+        enc, lens, h, c = self._run["encoder"]({"frames": _np(s, np.float32), "frame_lens": _np(s_lens, np.int64),
+                                                "h_in": _np(state[0], np.float32), "c_in": _np(state[1], np.float32)})
+        return torch.from_numpy(enc), torch.from_numpy(lens.astype(np.int64)), (torch.from_numpy(h), torch.from_numpy(c))
+
+    def predict(self, y, state):
+        g, h, c = self._run["predictor"]({"tokens": _np(y, np.int64), "h_in": _np(state[0], np.float32),
+                                          "c_in": _np(state[1], np.float32)})
+        return torch.from_numpy(g), (torch.from_numpy(h), torch.from_numpy(c))
+
+    def joint(self, f, g):
+        (logits,) = self._run["joint"]({"enc": _np(f, np.float32), "g": _np(g, np.float32)})
+        return torch.from_numpy(logits)
+
+
+class OnnxRuntimeBackend(_GraphBackend):
+    name = "onnxruntime"
+
+    def __init__(self, export_dir: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        super().__init__(export_dir)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads, opts.inter_op_num_threads = int(threads), 1
+        opts.log_severity_level = 3
+        for name in GRAPHS:
+            path = self.dir / f"{name}.onnx"
+            if not path.is_file():
+                raise FileNotFoundError(f"ONNX graph not found: {path} (run the export stage)")
+            sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            self._run[name] = lambda feeds, sess=sess: sess.run(None, feeds)
+
+
+class OpenVINOBackend(_GraphBackend):
+    name = "openvino"
+
+    def __init__(self, export_dir: str | os.PathLike, threads: int | None = None) -> None:
+        import openvino as ov
+
+        super().__init__(export_dir)
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        for name in GRAPHS:
+            path = self.dir / "openvino" / name / "model.xml"
+            if not path.is_file():
+                raise FileNotFoundError(f"OpenVINO IR not found: {path} (run the export stage)")
+            compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+            request = compiled.create_infer_request()
+            outs = [compiled.output(o) for o in IO[name][1]]
+
+            def run(feeds, request=request, outs=outs):
+                res = request.infer(feeds)
+                return [np.array(res[o], copy=True) for o in outs]
+
+            self._run[name] = run
+
+
+def load_backend(export_dir: str | os.PathLike, backend: str, threads: int | None = None):
+    """``backend``: onnxruntime | openvino."""
+    if backend == "onnxruntime":
+        return OnnxRuntimeBackend(export_dir, threads)
+    if backend == "openvino":
+        return OpenVINOBackend(export_dir, threads)
+    raise ValueError(f"transducer backend must be onnxruntime or openvino, got {backend!r}")
+
+
+def write_meta(model, out_dir: str | os.PathLike) -> Path:
+    """``rnnt_export.json``: what a backend needs to know about the graphs."""
+    from asr_core.io.atomic import atomic_write_json
+
+    cfg = model.encoder.cfg
+    meta = {"stack": cfg.stack, "time_reduction": cfg.time_reduction if cfg.time_reduction_layer >= 0 else 1,
+            "blank": model.blank, "enc_layers": cfg.enc_layers, "enc_hidden": cfg.enc_hidden,
+            "pred_layers": cfg.pred_layers, "pred_hidden": cfg.pred_hidden, "vocab_size": model.num_outputs,
+            "graphs": {n: {"inputs": list(IO[n][0]), "outputs": list(IO[n][1])} for n in GRAPHS}}
+    path = Path(out_dir) / META
+    atomic_write_json(path, meta)
+    return path

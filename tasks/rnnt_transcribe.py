@@ -1,0 +1,72 @@
+"""``transcribe`` for a transducer model.pt: greedy, beam (``--beam``), or ``--stream``.
+
+``--stream`` feeds each file in chunks as if it were live (``--chunk-ms`` of audio per
+piece; ``--realtime`` also waits that long between pieces) and prints every partial
+hypothesis as it changes (``partial<TAB>path<TAB>seconds<TAB>text``), then the final line
+``path<TAB>text`` as the offline modes do. Backends: PyTorch, or the export stage's graphs
+on onnxruntime / OpenVINO (``--backend``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from asr_core.decoding.rnnt_infer import read_wave
+
+
+def make_backend(args, model, export_dir: Path):
+    if args.backend == "torch":
+        from asr_core.decoding.rnnt_stream import TorchBackend
+
+        return TorchBackend(model)
+    from asr_core.export.rnnt_runtime import load_backend
+
+    return load_backend(export_dir, args.backend, threads=getattr(args, "threads", None))
+
+
+def transcribe_transducer(args, model, features, vocab, parser) -> list[str]:
+    from asr_core.decoding.rnnt_beam import beam_search
+    from asr_core.decoding.rnnt_stream import (
+        StreamingTranscriber,
+        offline_greedy,
+    )
+    from asr_core.models.rnnt.frontend import stack_frames
+
+    if getattr(args, "lm", None):
+        parser.error("--lm: n-gram LM beam search is for CTC models; a transducer takes --beam WIDTH")
+    exports = Path(args.exports or Path("exports") / Path(args.model).parent.name)
+    try:
+        backend = make_backend(args, model, exports)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        parser.error(str(e))
+    texts = []
+    for path in args.audio:
+        wave = read_wave(path, features.cfg.sample_rate)
+        if args.stream:
+            st = StreamingTranscriber(backend, features, vocab, chunk_frames=args.chunk_frames,
+                                      max_symbols=args.max_symbols)
+            piece = int(args.chunk_ms * features.cfg.sample_rate / 1000) if args.chunk_ms else st.chunk_samples
+            for i in range(0, wave.numel(), piece):
+                t0 = time.monotonic()
+                for p in st.accept(wave[i: i + piece]):
+                    print(f"partial\t{path}\t{p.audio_seconds:.2f}\t{p.text}", flush=True)
+                if args.realtime:
+                    time.sleep(max(0.0, piece / features.cfg.sample_rate - (time.monotonic() - t0)))
+            text = st.finish().text
+        else:
+            feats, lens = features(wave[None], torch.tensor([wave.numel()]))
+            if args.beam:
+                s, s_lens = stack_frames(feats, lens, backend.stack)
+                f, f_lens, _ = backend.encode(s, s_lens, backend.encoder_state(1))
+                ids = beam_search(backend, f[0, : int(f_lens[0])], args.beam, args.max_symbols)
+            else:
+                ids = offline_greedy(backend, feats, lens, args.max_symbols)[0]
+            text = vocab.decode(ids)
+        texts.append(text)
+        print(f"{path}\t{text}")
+    sys.stdout.flush()
+    return texts

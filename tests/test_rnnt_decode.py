@@ -1,0 +1,182 @@
+"""Transducer decoding: exact streaming features, streamed == offline greedy, beam search,
+and the evaluate stage on a transducer model.pt (greedy + beam WER, alignment picture)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from asr_core.decoding.rnnt_beam import beam_decode
+from asr_core.decoding.rnnt_greedy import greedy_decode
+from asr_core.decoding.rnnt_stream import (
+    StreamingTranscriber,
+    TorchBackend,
+    offline_greedy,
+    stream_file,
+)
+from asr_core.io.jsonl import read_jsonl
+from asr_core.models import build_model_from_config
+from asr_core.models.rnnt.features import (
+    RNNTFilterbank,
+    StreamingFilterbank,
+    rnnt_features_config,
+)
+from asr_core.train.checkpoint import load_model, read_model_file, save_model
+from tests.test_rnnt_train import rnnt_corpus, rnnt_params
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny transducer trained a few steps through the train stage: (model.pt, corpus folder)."""
+    from tasks import train as stage
+
+    tmp = tmp_path_factory.mktemp("rnnt")
+    corpus, spm = rnnt_corpus(tmp / "corpus", splits=(("train", 6), ("dev", 4), ("test", 4)))
+    params = rnnt_params(tmp, corpus, spm, steps=8)
+    stage.main(["--params", str(params), "--out", str(tmp / "models"), "--report", str(tmp / "train.json")])
+    return tmp / "models" / "rnnt_test" / "model.pt", corpus
+
+
+def noisy_model(model_path: Path) -> Path:
+    """``model.pt`` beside ``model_path`` with fresh weights and a nudged blank: the few-step model
+    emits only blanks, this one blanks and up to max_symbols tokens per frame, varying by
+    utterance (the cases the carried states must survive)."""
+    out = model_path.parent / "noisy.pt"
+    if not out.is_file():
+        obj = read_model_file(model_path)
+        torch.manual_seed(0)
+        model = build_model_from_config("rnnt", obj["model_config"], obj["num_outputs"])
+        with torch.no_grad():
+            model.joint.fc2.bias[0] += 0.2
+        save_model(out, **{k: obj[k] for k in ("family", "model_config", "num_outputs", "features", "vocab")},
+                   state_dict=model.state_dict(), step=0)
+    return out
+
+
+def _waves(corpus: Path, split: str) -> list[tuple[str, torch.Tensor]]:
+    return [(r["utt_id"], torch.from_numpy(sf.read(corpus / r["audio_filepath"], dtype="float32")[0]))
+            for r in read_jsonl(corpus / f"{split}.jsonl")]
+
+
+@pytest.mark.parametrize("n, piece", [(100, 160), (300, 333), (5003, 160), (16037, 1000), (16037, 4960), (9000, 10**6)])
+def test_streamed_frames_equal_offline_frames_exactly(n, piece):
+    fe = RNNTFilterbank(rnnt_features_config()).eval()
+    x = 0.1 * torch.randn(n, generator=torch.Generator().manual_seed(n))
+    offline, lens = fe(x[None], torch.tensor([n]))
+    sf_ = StreamingFilterbank(fe)
+    parts = [sf_.accept(x[i: i + piece]) for i in range(0, n, piece)] + [sf_.finish()]
+    streamed = torch.cat(parts, dim=1)
+    assert streamed.shape == offline[0].shape and int(lens[0]) == streamed.size(1)
+    assert torch.equal(streamed, offline[0])  # bit for bit
+
+
+def test_padded_batch_features_equal_single_utterance_features():
+    fe = RNNTFilterbank(rnnt_features_config()).eval()
+    g = torch.Generator().manual_seed(0)
+    xs = [0.1 * torch.randn(n, generator=g) for n in (5000, 16000, 200)]
+    batch = torch.zeros(3, 16000)
+    for i, x in enumerate(xs):
+        batch[i, : len(x)] = x
+    feats, lens = fe(batch, torch.tensor([len(x) for x in xs]))
+    for i, x in enumerate(xs):
+        alone, n = fe(x[None], torch.tensor([len(x)]))
+        assert int(n[0]) == int(lens[i]) and torch.equal(feats[i, :, : int(n[0])], alone[0])
+
+
+def test_streamed_greedy_equals_offline_greedy_on_a_test_split(trained):
+    """Exact transcript parity over the test split, for several audio piece sizes and chunk lengths."""
+    model_path, corpus = trained
+    model, features, vocab = load_model(noisy_model(model_path))
+    backend = TorchBackend(model)
+    checked = 0
+    for utt, wave in _waves(corpus, "test"):
+        feats, lens = features(wave[None], torch.tensor([wave.numel()]))
+        offline = greedy_decode(model, feats, lens, max_symbols=3)[0]
+        assert offline == offline_greedy(backend, feats, lens, max_symbols=3)[0]
+        for chunk_frames, piece in ((10, None), (2, 777), (4, 16000)):
+            st = StreamingTranscriber(backend, features, vocab, chunk_frames=chunk_frames, max_symbols=3)
+            partials = list(stream_file(st, wave, piece))
+            assert partials[-1].final and partials[-1].text == vocab.decode(offline), (utt, chunk_frames)
+            assert st.tokens == offline
+            assert all(not p.final for p in partials[:-1])
+        checked += 0 < len(offline)
+    assert checked >= 2  # not only empty transcripts were compared
+
+
+def test_chunk_frames_must_align_with_the_time_reduction(trained):
+    model, features, vocab = load_model(trained[0])
+    with pytest.raises(ValueError, match="multiple of the encoder's time reduction"):
+        StreamingTranscriber(TorchBackend(model), features, vocab, chunk_frames=3)
+
+
+def test_beam_search_scores_at_least_as_high_as_greedy(trained):
+    """Beam search looks for the most probable token sequence: -rnnt_loss(beam) >= -rnnt_loss(greedy)."""
+    model, features, _ = load_model(trained[0])
+    for _, wave in _waves(trained[1], "dev"):
+        feats, lens = features(wave[None], torch.tensor([wave.numel()]))
+        greedy = greedy_decode(model, feats, lens, max_symbols=3)[0]
+        beam = beam_decode(model, feats, lens, beam=4, max_symbols=3)[0]
+
+        def logp(ids, feats=feats, lens=lens):
+            y = torch.tensor([ids]) if ids else torch.zeros(1, 0, dtype=torch.long)
+            with torch.no_grad():
+                return -float(model(feats, lens, y, torch.tensor([len(ids)])))
+
+        assert logp(beam) >= logp(greedy) - 1e-4
+
+
+def test_evaluate_stage_reports_greedy_and_beam_and_logs_alignment(trained, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from tasks import evaluate, tracking
+
+    model_path, corpus = trained
+    section = {"model": str(model_path), "manifest_dir": str(corpus), "splits": ["dev", "test"], "num_workers": 0,
+               "rnnt": {"beam": 2, "max_symbols": 3}}
+    params = tmp_path / "evaluate.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": section}))
+    out, report_path = tmp_path / "eval", tmp_path / "evaluate.json"
+    evaluate.main(["--params", str(params), "--out", str(out), "--report", str(report_path)])
+    report = json.loads(report_path.read_text())
+    assert report["family"] == "rnnt"
+    for split in ("dev", "test"):
+        assert report[split]["utterances"] == 4 and 0 <= report[split]["wer"]
+        assert report[split]["beam"]["width"] == 2 and report[split]["beam"]["utterances"] == 4
+        assert (out / f"{split}.tsv").is_file() and (out / f"{split}.beam.tsv").is_file()
+    assert (out / "alignment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    client = MlflowClient(tracking.tracking_uri())
+    exp = client.get_experiment_by_name(tracking.EXPERIMENT)
+    run = client.search_runs([exp.experiment_id], "tags.mlflow.runName = 'evaluate'",
+                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {
+        "eval/dev.tsv", "eval/dev.beam.tsv", "eval/alignment.png"}
+    assert "dev.beam.wer" in run.data.metrics
+
+
+def test_transcribe_stream_prints_partials_then_the_offline_transcript(trained, capsys):
+    from tasks import transcribe
+
+    model_path, corpus = trained
+    noisy = noisy_model(model_path)
+    model, features, vocab = load_model(noisy)
+    row = next(iter(read_jsonl(corpus / "test.jsonl")))
+    audio = str(corpus / row["audio_filepath"])
+    wave = torch.from_numpy(sf.read(audio, dtype="float32")[0])
+    feats, lens = features(wave[None], torch.tensor([wave.numel()]))
+    expected = vocab.decode(greedy_decode(model, feats, lens, max_symbols=2)[0])
+    assert expected
+
+    texts = transcribe.main(["--model", str(noisy), "--stream", "--chunk-ms", "120", "--max-symbols", "2", audio])
+    lines = capsys.readouterr().out.strip().splitlines()
+    partials = [ln.split("\t") for ln in lines if ln.startswith("partial\t")]
+    assert len(partials) >= 2 and all(p[1] == audio for p in partials)
+    assert [float(p[2]) for p in partials] == sorted(float(p[2]) for p in partials)
+    assert lines[-1] == f"{audio}\t{expected}" and texts == [expected]
+    # offline modes of the same command agree
+    assert transcribe.main(["--model", str(noisy), "--max-symbols", "2", audio]) == [expected]
+    assert len(transcribe.main(["--model", str(noisy), "--beam", "3", "--max-symbols", "2", audio])) == 1

@@ -1,0 +1,52 @@
+"""The ``train-rnnt`` flow under ``prefect_test_harness`` in a temp copy of the repo (tests/test_flows.py's
+fixtures): the profile applied for the run, the train stage on the transducer, params restored.
+(The evaluate and export stages on a transducer are tested in tests/test_rnnt_decode.py and
+tests/test_rnnt_export.py; a stage here costs a DVC subprocess each.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.test_flows import _runs, harness, repo  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+TINY = {"train.loop.max_steps": 3, "train.loop.max_minutes": None, "train.loop.eval_every": 3,
+        "train.loop.ckpt_every": 3, "train.loop.log_every": 1, "train.data.num_workers": 0,
+        "train.data.eval_max_utterances": 2, "train.data.max_batch_seconds": 30, "train.ray.num_workers": 0,
+        "train.optim.schedule.warmup_steps": 1, "train.model.overrides": {"enc_hidden": 32, "enc_proj": 32}}
+
+
+def test_train_rnnt_flow_trains_a_transducer_with_its_profile(repo):  # noqa: F811
+    from flows.train_rnnt import train_rnnt
+
+    committed = (repo / "params" / "train.yaml").read_text()
+    state = train_rnnt(stages=["train"], overrides=TINY, register_model=False, return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["stages"]["train"]["status"] == "ran"
+    assert summary["overrides"]["train.model.family"] == "rnnt"
+    assert (repo / "params" / "train.yaml").read_text() == committed  # the profile applied for the run only
+    model_dir = repo / "models" / "rnnt_small"
+    assert (model_dir / "model.pt").is_file()
+    report = json.loads((repo / "reports" / "train.json").read_text())
+    assert report["steps"] == 3 and report["best_dev_wer"] is not None  # max_steps 3 beat the profile's 1500
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert lock["stages"]["train"]["params"]["params/train.yaml"]["train"]["model"]["family"] == "rnnt"
+    parent = next(r for r in _runs() if r.info.run_id == summary["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.params["flow.family"] == "rnnt"
+
+
+def test_nested_override_survives_when_its_parent_section_is_replaced(tmp_path):
+    """train_rnnt(max_steps=N) with N == params/train.yaml's value: the profile's whole `train.loop` is
+    written, so the equal nested value must be written after it, not dropped as a no-op."""
+    from flows.pipeline import effective_overrides
+
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "train.yaml").write_text(yaml.safe_dump({"train": {"loop": {"max_steps": 3}}}))
+    requested = {"train.loop": {"max_steps": 1500, "log_every": 50}, "train.loop.max_steps": 3}
+    assert effective_overrides(tmp_path, requested) == requested
+    assert effective_overrides(tmp_path, {"train.loop.max_steps": 3}) == {}

@@ -1,0 +1,91 @@
+"""The RNN-Transducer model: edgedict preset sizes, shapes, padding invariance, the fp32 loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asr_core.models import build_model, model_config
+from asr_core.models.rnnt import rnnt_model, rnnt_tiny, stack_frames, time_reduce
+
+
+def _n(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("preset, exact, reference", [("e4d1", 3_341_536, 3.3e6), ("e6d2", 50_778_080, 50.8e6)])
+def test_preset_parameter_counts(preset, exact, reference):
+    """edgedict's flagfile shapes with its 2048-piece BPE vocabulary (formula in rnnt/config.py).
+
+    E6D2 is within 1% of REFERENCE's 50.8 M; E4D1's 3,341,536 is REFERENCE's 3.3 M to the two
+    digits it gives (1.3% above 3.30 M; README "RNN-Transducer" notes it)."""
+    n = _n(build_model("rnnt", preset, 2048))
+    assert n == exact
+    assert round(n / 1e6, 1) == round(reference / 1e6, 1)
+    if preset == "e6d2":
+        assert abs(n - reference) / reference < 0.01
+
+
+def test_tiny_shapes_and_lengths():
+    torch.manual_seed(0)
+    model = build_model("rnnt", "tiny", 20).eval()
+    x, x_lens = torch.randn(2, 80, 37), torch.tensor([37, 20])
+    y = torch.randint(1, 20, (2, 4))
+    logits, f_lens = model.lattice(x, x_lens, y)
+    # 37 frames -> 13 stacks of 3 -> 7 after the 2x reduction; 20 -> 7 -> 4
+    assert logits.shape == (2, 7, 5, 20) and f_lens.tolist() == [7, 4]
+    assert model.encoder.output_lengths(x_lens).tolist() == [7, 4]
+    assert logits.dtype == torch.float32
+
+
+def test_batch_equals_single_despite_padding():
+    """Padding never leaks into valid frames: stacking and the time reduction zero it."""
+    torch.manual_seed(0)
+    model = build_model("rnnt", "tiny", 20).eval()
+    a, b = torch.randn(1, 80, 41), torch.randn(1, 80, 23)
+    batch = torch.zeros(2, 80, 41)
+    batch[0], batch[1, :, :23] = a[0], b[0]
+    batch[1, :, 23:] = 5.0  # garbage in the padding
+    with torch.no_grad():
+        f, f_lens = model.encoder(batch, torch.tensor([41, 23]))
+        fb, fb_lens = model.encoder(b, torch.tensor([23]))
+    assert f_lens.tolist() == [7, 4] and fb_lens.tolist() == [4]
+    torch.testing.assert_close(f[1, :4], fb[0], rtol=1e-5, atol=1e-6)
+
+
+def test_stack_and_reduce_pad_with_zeros():
+    x = torch.arange(2 * 2 * 5, dtype=torch.float32).reshape(2, 2, 5)
+    s, s_lens = stack_frames(x, torch.tensor([5, 4]), 3)
+    assert s.shape == (2, 2, 6) and s_lens.tolist() == [2, 2]
+    assert s[0, 1].tolist() == [3.0, 8.0, 4.0, 9.0, 0.0, 0.0]  # frames 3, 4 and a zero frame
+    assert s[1, 1].tolist() == [13.0, 18.0, 0.0, 0.0, 0.0, 0.0]  # frame 4 is past row 1's length
+    r, r_lens = time_reduce(torch.ones(1, 3, 2), torch.tensor([3]), 2)
+    assert r[0].tolist() == [[1.0, 1.0], [0.5, 0.5]] and r_lens.tolist() == [2]
+
+
+def test_loss_is_fp32_under_autocast_and_trains():
+    torch.manual_seed(0)
+    model = rnnt_model(rnnt_tiny(), 12)
+    x, x_lens = torch.randn(3, 80, 60), torch.tensor([60, 45, 30])
+    y, y_lens = torch.randint(1, 12, (3, 5)), torch.tensor([5, 3, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, _ = model.lattice(x, x_lens, y)
+        loss = model(x, x_lens, y, y_lens)
+    assert logits.dtype == torch.float32 and loss.dtype == torch.float32 and torch.isfinite(loss)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(15):
+        opt.zero_grad()
+        loss = model(x, x_lens, y, y_lens)
+        loss.backward()
+        opt.step()
+        first = first if first is not None else float(loss.detach())
+    assert float(loss.detach()) < 0.5 * first
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="unknown RNNTConfig keys"):
+        model_config("rnnt", "tiny", enc_hiden=3)
+    with pytest.raises(ValueError, match="time_reduction_layer"):
+        model_config("rnnt", "tiny", time_reduction_layer=5)
+    assert model_config("rnnt", "e6d2").subsampling == 6
