@@ -89,3 +89,17 @@ def test_config_checks():
     with pytest.raises(ValueError, match="time_reduction_layer"):
         model_config("rnnt", "tiny", time_reduction_layer=5)
     assert model_config("rnnt", "e6d2").subsampling == 6
+
+
+def test_auxiliary_ctc_head_adds_to_the_loss_only():
+    torch.manual_seed(0)
+    plain = rnnt_model(rnnt_tiny(), 12)
+    torch.manual_seed(0)
+    aux = rnnt_model(rnnt_tiny(ctc_weight=0.5), 12)
+    assert aux.ctc_head is not None and plain.ctc_head is None
+    assert _n(aux) - _n(plain) == 64 * 12 + 12
+    x, x_lens = torch.randn(2, 80, 60), torch.tensor([60, 45])
+    y, y_lens = torch.randint(1, 12, (2, 4)), torch.tensor([4, 3])
+    with torch.no_grad():
+        assert float(aux(x, x_lens, y, y_lens)) > float(plain(x, x_lens, y, y_lens))  # same weights, CTC added
+        torch.testing.assert_close(aux.lattice(x, x_lens, y)[0], plain.lattice(x, x_lens, y)[0])

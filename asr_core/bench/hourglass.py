@@ -118,7 +118,8 @@ def hourglass_table(preset: str = "tiny", factors: Sequence[int] = (2, 3, 4, 5, 
     plain = rows[0]
     for r in rows:
         r["speedup"] = round(plain["step_s"] / r["step_s"], 4)
-        r["memory_ratio"] = round(r["peak_mem_mb"] / plain["peak_mem_mb"], 4)
+        # None when the plain run's peak could not be measured (a process high-water mark already above it)
+        r["memory_ratio"] = round(r["peak_mem_mb"] / plain["peak_mem_mb"], 4) if plain["peak_mem_mb"] > 0 else None
         if r["factor"] in DLE_TABLE:
             r["dle_speedup"], r["dle_memory_ratio"] = DLE_TABLE[r["factor"]]
     return {"preset": preset, "batch_size": batch_size, "seconds": seconds, "steps": steps, "warmup": warmup,
@@ -135,5 +136,5 @@ def markdown(table: dict) -> str:
         dle = (f"{r['dle_speedup']:.2f}x, {100 * r['dle_memory_ratio']:.2f}%" if "dle_speedup" in r
                else ("1.00x, 100.00%" if r["factor"] == 1 else ""))
         lines.append(f"| {r['plan']} | {1000 * r['step_s']:.1f} ms | {r['audio_s_per_s']:.1f} | "
-                     f"{r['peak_mem_mb']:.0f} MiB | {r['speedup']:.2f}x | {100 * r['memory_ratio']:.2f}% | {dle} |")
+                     f"{r['peak_mem_mb']:.0f} MiB | {r['speedup']:.2f}x | {'n/a' if r['memory_ratio'] is None else format(100 * r['memory_ratio'], '.2f') + '%'} | {dle} |")
     return "\n".join(lines) + "\n"

@@ -87,12 +87,17 @@ class OnnxRuntimeBackend(_GraphBackend):
 class OpenVINOBackend(_GraphBackend):
     name = "openvino"
 
-    def __init__(self, export_dir: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(self, export_dir: str | os.PathLike, threads: int | None = None, precision: str = "f32") -> None:
         import openvino as ov
 
         super().__init__(export_dir)
         core = ov.Core()
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if precision == "bf16":
+            if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+                raise RuntimeError("openvino_bf16: this CPU has no bf16 support")
+            self.name = "openvino_bf16"
+        # f32 explicitly: the CPU plugin would otherwise pick bf16 on CPUs that have it
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         for name in GRAPHS:
@@ -111,12 +116,12 @@ class OpenVINOBackend(_GraphBackend):
 
 
 def load_backend(export_dir: str | os.PathLike, backend: str, threads: int | None = None):
-    """``backend``: onnxruntime | openvino."""
+    """``backend``: onnxruntime | openvino | openvino_bf16 (bf16 inference hint: reduced precision)."""
     if backend == "onnxruntime":
         return OnnxRuntimeBackend(export_dir, threads)
-    if backend == "openvino":
-        return OpenVINOBackend(export_dir, threads)
-    raise ValueError(f"transducer backend must be onnxruntime or openvino, got {backend!r}")
+    if backend in ("openvino", "openvino_bf16"):
+        return OpenVINOBackend(export_dir, threads, precision="bf16" if backend == "openvino_bf16" else "f32")
+    raise ValueError(f"transducer backend must be onnxruntime, openvino or openvino_bf16, got {backend!r}")
 
 
 def write_meta(model, out_dir: str | os.PathLike) -> Path:

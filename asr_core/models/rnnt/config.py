@@ -52,6 +52,9 @@ class RNNTConfig(EncoderConfig):
     pred_proj: int = 256  # dec_proj_size
     joint_dim: int = 256  # joint_size
     dropout: float = 0.0  # after each encoder layer (enc_dropout; edgedict: 0)
+    # Not in edgedict: > 0 adds a CTC head on the encoder (Linear(D -> V), blank 0) whose loss, times
+    # this weight, is added in training only (the CPU profile's aid out of the LM-only plateau).
+    ctc_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("in_features", "stack", "enc_hidden", "enc_layers", "enc_proj", "time_reduction",
@@ -61,6 +64,8 @@ class RNNTConfig(EncoderConfig):
         if not -1 <= self.time_reduction_layer < self.enc_layers:
             raise ValueError(f"RNNTConfig.time_reduction_layer must be -1 (none) or a layer index "
                              f"< enc_layers={self.enc_layers}, got {self.time_reduction_layer}")
+        if self.ctc_weight < 0:
+            raise ValueError(f"RNNTConfig.ctc_weight must be >= 0, got {self.ctc_weight}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"RNNTConfig.dropout must be in [0, 1), got {self.dropout}")
 

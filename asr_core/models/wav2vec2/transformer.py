@@ -33,10 +33,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.heads, self.dropout = heads, dropout
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(dim, dim) for _ in range(4))
-        for lin in (self.q_proj, self.k_proj, self.v_proj):  # fairseq: xavier with gain 1/sqrt(2)
-            nn.init.xavier_uniform_(lin.weight, gain=1 / math.sqrt(2))
-        nn.init.xavier_uniform_(self.out_proj.weight)
-        nn.init.zeros_(self.out_proj.bias)
+        # initialised by TransformerEncoder: fairseq's init_bert_params, N(0, 0.02), overrides
+        # MultiheadAttention's own xavier init in wav2vec 2.0
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """x: (B, T, D); valid: (B, T) bool, True on real frames."""
@@ -127,6 +125,10 @@ class TransformerEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.layer_norm_first, self.layerdrop = layer_norm_first, layerdrop
         self.stages = parse_hourglass(hourglass, num_layers)
+        for m in self.layers.modules():  # fairseq: TransformerEncoder.apply(init_bert_params)
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, mean=0.0, std=0.02)
+                nn.init.zeros_(m.bias)
 
     def _pos(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pos_conv[0](x.transpose(1, 2))
