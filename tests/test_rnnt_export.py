@@ -94,3 +94,26 @@ def test_benchmark_stage_streams_each_backend(exported, tmp_path):
         wers.add(cell["wer"])
     assert len(wers) == 1 and set(report["wer"]) == {"cpu/torch", "cpu/onnxruntime", "cpu/openvino"}  # same transcripts
     assert "| onnxruntime |" in (tmp_path / "bench" / "report.md").read_text()
+
+
+
+def test_openvino_bf16_backend_streams_in_reduced_precision(exported):
+    """``openvino_bf16``: the bf16 inference hint (reduced precision: transcripts may differ from fp32)."""
+    import openvino as ov
+
+    _, out, noisy, corpus = exported
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        with pytest.raises(RuntimeError, match="no bf16"):
+            load_backend(out, "openvino_bf16", threads=1)
+        return
+    _, features, vocab = load_model(noisy)
+    be = load_backend(out, "openvino_bf16", threads=1)
+    assert be.name == "openvino_bf16"
+    st = StreamingTranscriber(be, features, vocab, chunk_frames=4)
+    texts = []
+    for row in read_jsonl(corpus / "dev.jsonl"):
+        wave = torch.from_numpy(sf.read(corpus / row["audio_filepath"], dtype="float32")[0])
+        texts.append(list(stream_file(st, wave, 1234))[-1].text)
+    assert len(texts) >= 2 and all(isinstance(t, str) for t in texts)
+    with pytest.raises(ValueError, match="openvino_bf16"):
+        load_backend(out, "openvino_int8")
