@@ -229,6 +229,34 @@ def word_char_errors(refs: list[str], hyps: list[str]) -> dict[str, float]:
 # The recipe
 
 
+def train_loader(d: Any, a: Any, encode, features_cfg: FilterbankConfig, collate_cls: type, *,
+                 seed: int, world_size: int, rank: int):
+    """``(loader, sampler)`` over ``d.train_manifest``: duration-bucketed, sharded over ranks, with
+    ``a``'s speed perturbation / silence trim per utterance and ``collate_cls`` (features and
+    SpecAugment) per batch, both in the loader workers. Shared by the CTC and transducer recipes."""
+    speed = SpeedPerturbConfig.from_dict(a.speed_perturb) if a.speed_perturb is not None else None
+    trim = TrimSilenceConfig.from_dict(a.trim_silence) if a.trim_silence is not None else None
+    spec = SpecAugmentConfig.from_dict(a.spec_augment) if a.spec_augment is not None else None
+    loader, sampler = build_loader(
+        d.train_manifest, encode, batch_size=d.batch_size, max_batch_seconds=d.max_batch_seconds,
+        num_buckets=d.num_buckets, num_workers=d.num_workers, shuffle=True, seed=seed,
+        num_replicas=world_size, rank=rank, min_duration=d.min_duration, max_duration=d.max_duration,
+        wave_transform=WaveAugment(features_cfg.sample_rate, speed, trim) if (speed or trim) else None,
+        sample_rate=features_cfg.sample_rate, persistent_workers=d.num_workers > 0)
+    # features are computed in the workers: swap build_loader's plain collate for one that does it
+    loader.collate_fn = collate_cls(features_cfg, spec, train=True, seed=seed, dataset=loader.dataset)
+    return loader, sampler
+
+
+def optimization(o: Any, model: nn.Module, *, max_steps: int, steps_per_epoch: int):
+    """``(optimizer, schedule, ema or None)`` from an optim params section (``OptimParams``)."""
+    optimizer = build_optimizer(o.name, model, o.lr, o.weight_decay, betas=tuple(o.betas) if o.betas else None,
+                                eps=o.eps, exclude_norm_and_bias=o.exclude_norm_and_bias)
+    schedule = build_schedule(ScheduleConfig.from_dict(o.schedule), o.lr, total_steps=max_steps,
+                              steps_per_epoch=steps_per_epoch)
+    return optimizer, schedule, (EMA(model, o.ema) if o.ema else None)
+
+
 class CTCRecipe:
     """Everything :func:`asr_core.train.engine.train` needs for a CTC convnet; see the module doc."""
 
@@ -246,27 +274,11 @@ class CTCRecipe:
         torch.manual_seed(seed)  # the same initial weights on every rank
         self.model = build_model(m.family, m.preset, self.vocab.num_outputs, **m.overrides).to(self.device)
 
-        speed = SpeedPerturbConfig.from_dict(a.speed_perturb) if a.speed_perturb is not None else None
-        trim = TrimSilenceConfig.from_dict(a.trim_silence) if a.trim_silence is not None else None
-        spec = SpecAugmentConfig.from_dict(a.spec_augment) if a.spec_augment is not None else None
-        self.train_loader, self.sampler = build_loader(
-            d.train_manifest, self.vocab.encode, batch_size=d.batch_size, max_batch_seconds=d.max_batch_seconds,
-            num_buckets=d.num_buckets, num_workers=d.num_workers, shuffle=True, seed=seed,
-            num_replicas=world_size, rank=rank, min_duration=d.min_duration, max_duration=d.max_duration,
-            wave_transform=WaveAugment(self.features_cfg.sample_rate, speed, trim) if (speed or trim) else None,
-            sample_rate=self.features_cfg.sample_rate, persistent_workers=d.num_workers > 0)
-        # features are computed in the workers: swap build_loader's plain collate for one that does it
-        self.train_loader.collate_fn = CTCCollate(self.features_cfg, spec, train=True, seed=seed,
-                                                  dataset=self.train_loader.dataset)
-
-        o = cfg.optim
-        self.optimizer = build_optimizer(o.name, self.model, o.lr, o.weight_decay,
-                                         betas=tuple(o.betas) if o.betas else None, eps=o.eps,
-                                         exclude_norm_and_bias=o.exclude_norm_and_bias)
+        self.train_loader, self.sampler = train_loader(d, a, self.vocab.encode, self.features_cfg, CTCCollate,
+                                                       seed=seed, world_size=world_size, rank=rank)
         self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / grad_accum))
-        self.schedule = build_schedule(ScheduleConfig.from_dict(o.schedule), o.lr, total_steps=max_steps,
-                                       steps_per_epoch=self.steps_per_epoch)
-        self.ema = EMA(self.model, o.ema) if o.ema else None
+        self.optimizer, self.schedule, self.ema = optimization(cfg.optim, self.model, max_steps=max_steps,
+                                                               steps_per_epoch=self.steps_per_epoch)
         self._dev = None
 
     # -- training -------------------------------------------------------------------------------

@@ -34,11 +34,10 @@ from asr_core.data.dataset import (
     MAX_TRAIN_DURATION,
     AudioDataset,
     Manifest,
-    build_loader,
 )
 from asr_core.data.sampler import BucketingBatchSampler
 from asr_core.decoding.rnnt_greedy import greedy_decode
-from asr_core.features import SpecAugmentConfig, SpeedPerturbConfig, TrimSilenceConfig
+from asr_core.features import SpecAugmentConfig
 from asr_core.models import build_model, model_config
 from asr_core.models.rnnt.features import RNNTFilterbank, rnnt_features_config
 from asr_core.models.rnnt.vocab import SubwordVocab
@@ -48,13 +47,12 @@ from asr_core.train.ctc_recipe import (
     CTCCollate,
     ModelParams,
     OptimParams,
-    WaveAugment,
     _from_dict,
+    optimization,
+    train_loader,
     word_char_errors,
 )
-from asr_core.train.ema import EMA
-from asr_core.train.optim import build_optimizer
-from asr_core.train.schedule import ScheduleConfig, build_schedule
+from asr_core.train.schedule import ScheduleConfig
 
 
 @dataclass
@@ -138,25 +136,11 @@ class RNNTRecipe:
         torch.manual_seed(seed)  # the same initial weights on every rank
         self.model = build_model("rnnt", m.preset, self.vocab.num_outputs, **m.overrides).to(self.device)
 
-        speed = SpeedPerturbConfig.from_dict(a.speed_perturb) if a.speed_perturb is not None else None
-        trim = TrimSilenceConfig.from_dict(a.trim_silence) if a.trim_silence is not None else None
-        spec = SpecAugmentConfig.from_dict(a.spec_augment) if a.spec_augment is not None else None
-        self.train_loader, self.sampler = build_loader(
-            d.train_manifest, self.vocab.encode, batch_size=d.batch_size, max_batch_seconds=d.max_batch_seconds,
-            num_buckets=d.num_buckets, num_workers=d.num_workers, shuffle=True, seed=seed,
-            num_replicas=world_size, rank=rank, min_duration=d.min_duration, max_duration=d.max_duration,
-            wave_transform=WaveAugment(self.features_cfg.sample_rate, speed, trim) if (speed or trim) else None,
-            sample_rate=self.features_cfg.sample_rate, persistent_workers=d.num_workers > 0)
-        self.train_loader.collate_fn = RNNTCollate(self.features_cfg, spec, train=True, seed=seed,
-                                                   dataset=self.train_loader.dataset)
-        o = cfg.optim
-        self.optimizer = build_optimizer(o.name, self.model, o.lr, o.weight_decay,
-                                         betas=tuple(o.betas) if o.betas else None, eps=o.eps,
-                                         exclude_norm_and_bias=o.exclude_norm_and_bias)
+        self.train_loader, self.sampler = train_loader(d, a, self.vocab.encode, self.features_cfg, RNNTCollate,
+                                                       seed=seed, world_size=world_size, rank=rank)
         self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / grad_accum))
-        self.schedule = build_schedule(ScheduleConfig.from_dict(o.schedule), o.lr, total_steps=max_steps,
-                                       steps_per_epoch=self.steps_per_epoch)
-        self.ema = EMA(self.model, o.ema) if o.ema else None
+        self.optimizer, self.schedule, self.ema = optimization(cfg.optim, self.model, max_steps=max_steps,
+                                                               steps_per_epoch=self.steps_per_epoch)
         self._dev = None
 
     # -- training -------------------------------------------------------------------------------
