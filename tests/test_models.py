@@ -279,6 +279,38 @@ def test_onnx_export_matches_onnxruntime(tmp_path):
         np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("family, preset", TINY)
+def test_export_layout_gives_the_same_outputs(family, preset):
+    """The (B, C, 1, T) layout ONNX export uses (asr_core/models/conv.py) equals the 1-D path on a
+    padded batch, and the exported graph holds 2-D convolutions only."""
+    model = tiny(family)
+    torch.manual_seed(3)
+    x, x_lens = torch.randn(3, 64, 90), torch.tensor([90, 61, 12])
+    with torch.no_grad():
+        want, want_lens = model(x, x_lens)
+        model.encoder.export_layout = True
+        try:
+            got, got_lens = model(x, x_lens)
+            model.train()
+            with pytest.raises(RuntimeError, match="eval mode"):
+                model(x, x_lens)
+        finally:
+            model.encoder.export_layout = False
+            model.eval()
+    assert got_lens.tolist() == want_lens.tolist()
+    for b, n in enumerate(want_lens.tolist()):
+        torch.testing.assert_close(got[b, :n], want[b, :n], atol=1e-5, rtol=0)
+
+
+def test_exported_convolutions_are_two_dimensional(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from asr_core.export.to_onnx import export_onnx
+
+    path = export_onnx(tiny("quartznet"), tmp_path / "m.onnx", in_features=64)
+    convs = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+    assert convs and all(len(next(a.ints for a in n.attribute if a.name == "kernel_shape")) == 2 for n in convs)
+
+
 # ---------------------------------------------------------------- NeMo / DLE key mapping
 
 

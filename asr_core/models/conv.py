@@ -13,6 +13,13 @@ The layer structure and names follow NVIDIA DeepLearningExamples (DLE)
 Every convolution zeroes the padded frames of its input first (in eval mode only
 those with a kernel wider than 1), so a padded utterance gives the same valid
 outputs as the utterance alone, whatever the padding holds. Inside this module tensors are channel-first, (B, C, T).
+
+Export layout: while ``torch.onnx`` traces, the encoder runs every convolution as a 2-D one on
+(B, C, 1, T) (the same weights, viewed (O, I, 1, k)), and squeezes back at its output. The numbers
+are the same; the reason is OpenVINO's CPU plugin, which runs a 2-D depthwise convolution with its
+brgemm kernel and a 1-D one with an older kernel about twice as slow (QuartzNet 15x5, batch 1 x 7 s:
+depthwise 17.8 -> 8.7 ms, the whole net ~88x -> ~103x real time in fp32; README, "Benchmark").
+Eager PyTorch keeps the 1-D path (it turns conv1d into conv2d itself).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from asr_core.models.encoder import Encoder
@@ -43,13 +51,22 @@ class MaskedConv1d(nn.Conv1d):
     """
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, C_in, T), x_lens: (B,) -> y: (B, C_out, T_out), y_lens: (B,)."""
+        """x: (B, C_in, T), x_lens: (B,) -> y: (B, C_out, T_out), y_lens: (B,).
+
+        x may also be (B, C_in, 1, T) (the export layout, see the module docstring): y is then
+        (B, C_out, 1, T_out).
+        """
         # masked_fill, not a multiply: NaN/inf in padding must not leak either. In eval mode a 1x1
         # conv skips it: each output frame depends on its own input frame only, so the valid frames
         # are the same either way (padded ones are undefined anyway); in training BatchNorm's batch
         # statistics see the padded frames, so they stay zero there, as in DLE.
         if self.training or self.kernel_size[0] > 1:
-            x = x.masked_fill(~sequence_mask(x_lens, x.size(2)).unsqueeze(1), 0.0)
+            mask = sequence_mask(x_lens, x.size(-1)).unsqueeze(1)
+            x = x.masked_fill(~(mask if x.dim() == 3 else mask.unsqueeze(1)), 0.0)
+        if x.dim() == 4:
+            y = F.conv2d(x, self.weight.unsqueeze(2), self.bias, (1, self.stride[0]), (0, self.padding[0]),
+                         (1, self.dilation[0]), self.groups)
+            return y, self.output_lengths(x_lens)
         return super().forward(x), self.output_lengths(x_lens)
 
     def output_lengths(self, x_lens: torch.Tensor) -> torch.Tensor:
@@ -179,10 +196,10 @@ class ConvBlock(nn.Module):
             if isinstance(layer, MaskedConv1d):
                 y, y_lens = layer(y, y_lens)
             else:
-                y = layer(y)
+                y = _apply(layer, y)
         if self.res is not None:
             for (conv, bn), r in zip(self.res, residuals):
-                y = y + bn(conv(r, x_lens)[0])
+                y = y + _apply(bn, conv(r, x_lens)[0])
         return self.mout(y), y_lens
 
     def output_lengths(self, x_lens: torch.Tensor) -> torch.Tensor:
@@ -192,12 +209,23 @@ class ConvBlock(nn.Module):
         return x_lens
 
 
+def _apply(layer: nn.Module, y: torch.Tensor) -> torch.Tensor:
+    """``layer(y)``; BatchNorm1d in eval mode also takes the (B, C, 1, T) export layout."""
+    if y.dim() == 4 and isinstance(layer, nn.BatchNorm1d):
+        if layer.training:
+            raise RuntimeError("the (B, C, 1, T) export layout is for eval mode only")
+        return F.batch_norm(y, layer.running_mean, layer.running_var, layer.weight, layer.bias, False, 0.0, layer.eps)
+    return layer(y)
+
+
 class ConvEncoder(Encoder):
     """Jasper-family encoder (Jasper, Jasper DR, QuartzNet): a stack of ``ConvBlock``.
 
     Built from a list of ``BlockSpec`` by the family builders in ``quartznet.py``
     and ``jasper.py``. Input (B, F, T) features, output (B, T', D).
     """
+
+    export_layout = False  # True: run the (B, C, 1, T) export layout in eager mode too (tests)
 
     def __init__(self, in_features: int, specs: Sequence[BlockSpec]) -> None:
         super().__init__()
@@ -228,6 +256,9 @@ class ConvEncoder(Encoder):
         """x: (B, F, T), x_lens: (B,) -> y: (B, T', D), y_lens: (B,)."""
         if not torch.jit.is_tracing():  # shape checks would be baked into an ONNX trace as constants
             assert x.ndim == 3 and x.shape[1] == self.in_features, (x.shape, self.in_features)
+        export_layout = self.export_layout or torch.onnx.is_in_onnx_export()
+        if export_layout:
+            x = x.unsqueeze(2)  # (B, F, 1, T): see the module docstring
         dense_inputs: list[torch.Tensor] = []
         for block, is_dense in zip(self.layers, self._dense):
             if is_dense:
@@ -236,6 +267,8 @@ class ConvEncoder(Encoder):
             else:
                 residuals = [x] if block.res is not None else []
             x, x_lens = block(x, x_lens, residuals)
+        if export_layout:
+            x = x.squeeze(2)
         return x.transpose(1, 2), x_lens
 
     def output_lengths(self, x_lens: torch.Tensor) -> torch.Tensor:
