@@ -7,7 +7,7 @@ Scheduled by ``params/flows.yaml`` (``flows.nightly.cron``, 02:00 by default); o
 
 For each registered model of ``flows.registry`` that has a ``champion`` alias, the champion's
 ``train_name`` tag names its outputs; the stage runs with ``train.name`` overridden to it, after
-checking that ``exports/<train_name>/model.onnx`` in the workspace is the champion's file (md5).
+checking that ``exports/<train_name>/`` in the workspace holds the champion's graph(s) (md5).
 A regression ends the flow run **Failed** with a message naming the regressed cells; the
 comparison report (markdown) is an artifact of the nightly MLflow run either way.
 """
@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger
 from flows import config
 from flows.overrides import overridden_params
 from flows.pipeline import prefect_context
-from flows.steps import dvc_stage, file_md5, md5_tags, value
+from flows.steps import dvc_stage, md5_tags, value
 from tasks import tracking
 from tasks.dvc_stage import pipeline_stages
 
@@ -36,7 +36,7 @@ class BenchmarkRegression(RuntimeError):
 
 def champion_outputs(repo: Path, model_name: str) -> tuple[Any, str] | None:
     """(champion version, its train name) or None when ``model_name`` has no champion."""
-    from tasks.registry import current_champion
+    from tasks.registry import current_champion, export_graphs, graphs_md5
 
     version, _ = current_champion(model_name)
     if version is None:
@@ -44,12 +44,14 @@ def champion_outputs(repo: Path, model_name: str) -> tuple[Any, str] | None:
     train_name = version.tags.get("train_name")
     if not train_name:
         raise ValueError(f"{model_name} v{version.version}: model version has no 'train_name' tag")
-    onnx = repo / "exports" / train_name / "model.onnx"
+    export_dir = repo / "exports" / train_name  # model.onnx, or a transducer's three graphs
+    graphs = export_graphs(export_dir)
+    got = graphs_md5(graphs) if graphs else "missing"
     want = version.tags.get("onnx_md5")
-    if not onnx.is_file() or (want and file_md5(onnx) != want):
+    if not graphs or (want and got != want):
         raise FileNotFoundError(
-            f"{model_name} v{version.version} (champion): {onnx.relative_to(repo)} in the workspace is not its model "
-            f"(md5 {file_md5(onnx) if onnx.is_file() else 'missing'} != {want}); re-create it with its flow run "
+            f"{model_name} v{version.version} (champion): {export_dir.relative_to(repo)} in the workspace does not "
+            f"hold its model (md5 {got} != {want}); re-create it with its flow run "
             f"({version.tags.get('prefect.flow_run_id', '?')}) or `dvc checkout` at git commit {version.tags.get('git_commit', '?')}")
     return version, train_name
 

@@ -78,14 +78,16 @@ def dvc_stage(stage: str, parent_run_id: str, *, experiment: str = tracking.EXPE
 @task(name="register-model")
 def register_model(parent_run_id: str, *, model_name: str, train: Mapping[str, Any],
                    wer_splits: list[str], extra_tags: Mapping[str, Any]) -> Any:
-    """Log ``exports/<name>/model.onnx`` (ONNX flavour), alias ``candidate``, maybe ``champion``."""
-    from tasks.registry import register
+    """Register ``exports/<name>/``: its ``model.onnx`` (ONNX flavour), or a transducer's three graphs
+    (the folder); alias ``candidate``, maybe ``champion`` (tasks/registry.py)."""
+    from tasks.registry import export_graphs, register
 
     logger = get_run_logger()
     repo = Path.cwd()
-    onnx_path = repo / "exports" / train["name"] / "model.onnx"
-    if not onnx_path.is_file():
-        msg = f"registry: {onnx_path.relative_to(repo)} not available (no export stage output): nothing registered"
+    export_dir = repo / "exports" / train["name"]
+    if not export_graphs(export_dir):
+        msg = (f"registry: no exported model in {export_dir.relative_to(repo)} (model.onnx, or encoder/predictor/"
+               f"joint.onnx; no export stage output): nothing registered")
         logger.warning(msg)
         return Completed(name="Skipped", message=msg, data={"registered": False, "reason": msg})
     child = tracking.start_flow_run("register", tags={"stage": "register", "prefect.task_run_id": _task_run_id()},
@@ -93,7 +95,7 @@ def register_model(parent_run_id: str, *, model_name: str, train: Mapping[str, A
     tags = {"train_name": train["name"], "family": train["model"]["family"], "preset": train["model"]["preset"],
             "flow_parent_run_id": parent_run_id, **extra_tags, **md5_tags(repo, ["train", "export"])}
     try:
-        summary = register(model_name=model_name, onnx_path=onnx_path, evaluation_path=repo / "reports" / "evaluate.json",
+        summary = register(model_name=model_name, export_dir=export_dir, evaluation_path=repo / "reports" / "evaluate.json",
                            run_id=child, tags=tags, splits=wer_splits)
     except BaseException as e:
         tracking.end_flow_run(child, error=e)

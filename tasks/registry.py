@@ -1,15 +1,23 @@
 """The MLflow Model Registry: register an evaluated model, alias it ``candidate``, promote ``champion``.
 
-The model is the exported ONNX graph (``exports/<name>/model.onnx``) logged with the ONNX
+A CTC model is the exported ONNX graph (``exports/<name>/model.onnx``) logged with the ONNX
 flavour. Its signature is read from the graph and declares the batch axis and every dynamic
 axis (time) as ``-1``: a signature inferred from a fixed-length example would freeze the time
-axis (STACK.md). Promotion compares WER on the first split of ``splits`` present in
-``reports/evaluate.json`` (``test_unseen_voice``, else ``test``): the new version becomes
-``champion`` only when its WER is strictly lower than the current champion's.
+axis (STACK.md). A transducer (no ``model.onnx``, but ``encoder.onnx``, ``predictor.onnx``,
+``joint.onnx`` with their state inputs/outputs) is registered as its whole export folder: the
+three graphs, ``rnnt_export.json`` (the shapes the streaming runtime needs), ``export.json`` and
+the OpenVINO IR are the version's artifacts (``models:/<name>/<version>`` downloads the folder
+that ``asr_core.export.rnnt_runtime.load_backend`` reads). Promotion compares WER on the first
+split of ``splits`` present in ``reports/evaluate.json`` (``test_unseen_voice``, else ``test``):
+the new version becomes ``champion`` only when its WER is strictly lower than the current
+champion's (for a transducer, its greedy WER, the evaluate stage's ``wer``).
 
-A graph already registered (same ``onnx_md5`` tag: a flow re-run whose train and export
-stages were skipped) is not registered again: the existing version gets the new evaluation's
-WER tags and the ``candidate`` alias, and the champion rule is applied to it as to a new one.
+Identity (the ``onnx_md5`` tag): the MD5 of ``model.onnx``; for a transducer the MD5 of the
+md5sum listing of its three graphs in the fixed order encoder, predictor, joint
+(``cd exports/<name> && md5sum encoder.onnx predictor.onnx joint.onnx | md5sum``). A model
+already registered (same identity: a flow re-run whose train and export stages were skipped)
+is not registered again: the existing version gets the new evaluation's WER tags and the
+``candidate`` alias, and the champion rule is applied to it as to a new one.
 """
 
 from __future__ import annotations
@@ -22,6 +30,30 @@ from tasks import tracking
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 DEFAULT_SPLITS = ("test_unseen_voice", "test")
+CTC_GRAPH = "model.onnx"
+TRANSDUCER_GRAPHS = ("encoder.onnx", "predictor.onnx", "joint.onnx")  # the identity's fixed order
+
+
+def export_graphs(export_dir: str | Path) -> list[Path]:
+    """The graphs a version is made of: ``[model.onnx]`` (CTC) or the transducer's three, in the
+    identity's order; ``[]`` when the folder holds neither (no export stage output)."""
+    d = Path(export_dir)
+    if (d / CTC_GRAPH).is_file():
+        return [d / CTC_GRAPH]
+    graphs = [d / g for g in TRANSDUCER_GRAPHS]
+    return graphs if all(p.is_file() for p in graphs) else []
+
+
+def graphs_md5(graphs: Sequence[str | Path]) -> str:
+    """One graph: its MD5. Several: the MD5 of their md5sum listing (``<md5>  <file name>`` lines, in order)."""
+    import hashlib
+
+    from asr_core.data.download.checksums import md5_file
+
+    if len(graphs) == 1:
+        return md5_file(graphs[0])
+    listing = "".join(f"{md5_file(p)}  {Path(p).name}\n" for p in graphs)
+    return hashlib.md5(listing.encode(), usedforsecurity=False).hexdigest()
 
 
 def pick_wer(evaluation: Mapping[str, Any], splits: Sequence[str] = DEFAULT_SPLITS,
@@ -88,40 +120,37 @@ def registered_version(model_name: str, onnx_md5: str) -> Any | None:
     return max(found, key=lambda v: int(v.version), default=None)
 
 
-def register(*, model_name: str, onnx_path: str | Path, evaluation_path: str | Path, run_id: str,
-             tags: Mapping[str, Any] | None = None, splits: Sequence[str] = DEFAULT_SPLITS) -> dict[str, Any]:
-    """Log ``onnx_path`` into ``run_id`` (ONNX flavour), register it, set aliases; returns a summary.
+def register(*, model_name: str, evaluation_path: str | Path, run_id: str, onnx_path: str | Path | None = None,
+             export_dir: str | Path | None = None, tags: Mapping[str, Any] | None = None,
+             splits: Sequence[str] = DEFAULT_SPLITS) -> dict[str, Any]:
+    """Log the model into ``run_id``, register it, set aliases; returns a summary.
 
-    The same graph (by MD5) registered before is reused rather than registered again."""
-    import mlflow
-    import onnx
-
-    from asr_core.data.download.checksums import md5_file
-
-    onnx_path, evaluation_path = Path(onnx_path), Path(evaluation_path)
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"registry: {onnx_path} not found (run the export stage first)")
+    The model: ``onnx_path`` (a single graph), or ``export_dir`` (its ``model.onnx``, else a
+    transducer's three graphs and the whole folder). The same model (by identity, see the module
+    doc) registered before is reused rather than registered again."""
+    if (onnx_path is None) == (export_dir is None):
+        raise ValueError("registry: give exactly one of onnx_path, export_dir")
+    evaluation_path = Path(evaluation_path)
+    graphs = [Path(onnx_path)] if onnx_path is not None else export_graphs(export_dir)
+    if not graphs or not all(p.is_file() for p in graphs):
+        raise FileNotFoundError(f"registry: no exported model at {onnx_path or export_dir} (model.onnx, or "
+                                f"{', '.join(TRANSDUCER_GRAPHS)}): run the export stage first")
     if not evaluation_path.is_file():
         raise FileNotFoundError(f"registry: {evaluation_path} not found (run the evaluate stage first)")
     evaluation = json.loads(evaluation_path.read_text(encoding="utf-8"))
     split, wer = pick_wer(evaluation, splits, str(evaluation_path))
-    tags = {**(tags or {}), "onnx_md5": md5_file(onnx_path)}
+    tags = {**(tags or {}), "onnx_md5": graphs_md5(graphs)}
+    if len(graphs) > 1:
+        tags["graphs"] = ",".join(p.name for p in graphs)
     existing = registered_version(model_name, tags["onnx_md5"])
     c = tracking.client()
     previous, previous_wer = current_champion(model_name)
     if existing is None:
-        graph = onnx.load(str(onnx_path))
-        signature = onnx_signature(graph, str(onnx_path))
-        mlflow.set_tracking_uri(tracking.tracking_uri())
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.onnx.log_model(
-                graph, name="model", signature=signature, registered_model_name=model_name,
-                pip_requirements=[f"onnx=={onnx.__version__}", _pin("onnxruntime")],
-                metadata={"wer_split": split, "source": str(onnx_path)})
-        version = str(info.registered_model_version)
+        log = _log_onnx if len(graphs) == 1 else _log_export_folder
+        version = log(graphs, model_name=model_name, run_id=run_id, split=split)
         for k, v in {**tags, "wer": wer, "wer_split": split}.items():
             c.set_model_version_tag(model_name, version, k, str(v))
-    else:  # the same graph: refresh its evaluation, keep its version
+    else:  # the same graph(s): refresh its evaluation, keep its version
         version = str(existing.version)
         for k, v in {"wer": wer, "wer_split": split, "reregistered_by_run": run_id}.items():
             c.set_model_version_tag(model_name, version, k, str(v))
@@ -135,6 +164,41 @@ def register(*, model_name: str, onnx_path: str | Path, evaluation_path: str | P
             "reused": existing is not None, "promoted": promoted,
             "previous_champion": str(previous.version) if previous else None,
             "previous_champion_wer": previous_wer, "model_uri": f"models:/{model_name}/{version}"}
+
+
+def _log_onnx(graphs: list[Path], *, model_name: str, run_id: str, split: str) -> str:
+    """One graph, ONNX flavour with its signature, registered; returns the new version."""
+    import mlflow
+    import onnx
+
+    onnx_path = graphs[0]
+    graph = onnx.load(str(onnx_path))
+    signature = onnx_signature(graph, str(onnx_path))
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.onnx.log_model(
+            graph, name="model", signature=signature, registered_model_name=model_name,
+            pip_requirements=[f"onnx=={onnx.__version__}", _pin("onnxruntime")],
+            metadata={"wer_split": split, "source": str(onnx_path)})
+    return str(info.registered_model_version)
+
+
+def _log_export_folder(graphs: list[Path], *, model_name: str, run_id: str, split: str) -> str:
+    """A transducer: its export folder as the run's ``model`` artifacts, registered from there
+    (no single-graph MLflow flavour fits three graphs with state); returns the new version."""
+    from mlflow.exceptions import MlflowException
+
+    c = tracking.client()
+    folder = graphs[0].parent
+    c.log_artifacts(run_id, str(folder), artifact_path="model")
+    try:
+        c.get_registered_model(model_name)
+    except MlflowException:
+        c.create_registered_model(model_name)
+    mv = c.create_model_version(model_name, source=f"runs:/{run_id}/model", run_id=run_id,
+                                description=f"RNN-T export folder {folder} (wer_split {split}): "
+                                            f"{', '.join(p.name for p in graphs)}, rnnt_export.json, openvino/")
+    return str(mv.version)
 
 
 def _pin(dist: str) -> str:

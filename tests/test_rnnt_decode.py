@@ -180,3 +180,36 @@ def test_transcribe_stream_prints_partials_then_the_offline_transcript(trained, 
     # offline modes of the same command agree
     assert transcribe.main(["--model", str(noisy), "--max-symbols", "2", audio]) == [expected]
     assert len(transcribe.main(["--model", str(noisy), "--beam", "3", "--max-symbols", "2", audio])) == 1
+
+
+@pytest.mark.parametrize("max_symbols", [1, 3])
+def test_one_row_greedy_path_makes_the_batched_loops_decisions(max_symbols):
+    """``GreedyDecoder`` decodes one row with a joint call per emission (not per frame): the same
+    tokens and frames as the general loop (a batch of two equal rows), whole or chunk by chunk."""
+    from asr_core.decoding.rnnt_greedy import GreedyDecoder
+
+    torch.manual_seed(0)
+    v, d = 6, 8
+    wf, wg, emb = torch.randn(d, v), torch.randn(d, v), torch.randn(v, d)
+    calls = []
+
+    def predict(y, state):
+        h = torch.tanh(emb[y[:, 0]] + 0.5 * state[0][0])
+        return h, (h[None],)
+
+    def joint(f, g):
+        calls.append(f.size(0))
+        return f.double() @ wf.double() + g.double() @ wg.double()  # float64: no ties from rounding
+
+    dec = GreedyDecoder(predict, joint, lambda b: (torch.zeros(1, b, d),), blank=0, max_symbols=max_symbols)
+    f = torch.randn(1, 60, d)
+    one = dec.advance(dec.init(1), f)
+    n_one = len(calls)
+    two = dec.advance(dec.init(2), f.expand(2, -1, -1).contiguous())
+    chunked = dec.init(1)
+    for i in range(0, 60, 7):
+        dec.advance(chunked, f[:, i: i + 7])
+    assert len(one.hyps[0]) > 5  # it emits, sometimes more than once per frame
+    assert one.hyps[0] == two.hyps[0] == two.hyps[1] == chunked.hyps[0]
+    assert one.frames[0] == two.frames[0] == chunked.frames[0] and one.t == chunked.t == 60
+    assert n_one < 60 + len(one.hyps[0])  # fewer joint calls than the per-frame loop makes

@@ -1,7 +1,8 @@
 """The ``train-rnnt`` flow under ``prefect_test_harness`` in a temp copy of the repo (tests/test_flows.py's
 fixtures): the profile applied for the run, the train stage on the transducer, params restored.
 (The evaluate and export stages on a transducer are tested in tests/test_rnnt_decode.py and
-tests/test_rnnt_export.py; a stage here costs a DVC subprocess each.)"""
+tests/test_rnnt_export.py; the whole pipeline by `dvc repro`, then the flow over every stage and the
+registry, in tests/test_rnnt_pipeline.py; a stage here costs a DVC subprocess each.)"""
 
 from __future__ import annotations
 

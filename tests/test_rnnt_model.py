@@ -13,17 +13,40 @@ def _n(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("preset, exact, reference", [("e4d1", 3_341_536, 3.3e6), ("e6d2", 50_778_080, 50.8e6)])
-def test_preset_parameter_counts(preset, exact, reference):
-    """edgedict's flagfile shapes with its 2048-piece BPE vocabulary (formula in rnnt/config.py).
+E4D1_OUTSIDE_1PCT = (
+    "issue 6 asks 3.3 M within 1% (<= 3,333,000); edgedict's E4D1 (flagfiles/E4D1.txt shapes, rnnt/models.py "
+    "layers, V = 2048) has 3,341,536 (+1.26%): no counting convention of those shapes gets within 1% (one "
+    "merged LSTM bias as in the OpenVINO IR: 3,336,416, +1.10%; also without LayerNorm affines: +1.03%). "
+    "README 'RNN-Transducer' gives the derivation; the preset stays faithful to the reference.")
 
-    E6D2 is within 1% of REFERENCE's 50.8 M; E4D1's 3,341,536 is REFERENCE's 3.3 M to the two
-    digits it gives (1.3% above 3.30 M; README "RNN-Transducer" notes it)."""
+
+@pytest.mark.parametrize("preset, exact", [("e4d1", 3_341_536), ("e6d2", 50_778_080)])
+def test_preset_parameter_counts_are_edgedicts(preset, exact):
+    """edgedict's flagfile shapes with its 2048-piece BPE vocabulary (formula in rnnt/config.py)."""
+    assert _n(build_model("rnnt", preset, 2048)) == exact
+
+
+@pytest.mark.parametrize("preset, reference", [
+    pytest.param("e4d1", 3.3e6, marks=pytest.mark.xfail(strict=True, reason=E4D1_OUTSIDE_1PCT)),
+    ("e6d2", 50.8e6)])
+def test_preset_parameter_counts_within_1pct_of_the_issue(preset, reference):
+    """Issue 6: "Presets E4D1 (3.3 M parameters) and E6D2 (50.8 M) asserted within 1%" (V = 2048).
+
+    E6D2 passes (-0.04%). E4D1 is an expected failure, strict: the faithful preset is 1.26% above
+    (E4D1_OUTSIDE_1PCT); should it ever come within 1%, this test fails and the note must go."""
     n = _n(build_model("rnnt", preset, 2048))
-    assert n == exact
-    assert round(n / 1e6, 1) == round(reference / 1e6, 1)
-    if preset == "e6d2":
-        assert abs(n - reference) / reference < 0.01
+    assert abs(n - reference) / reference <= 0.01, f"{preset}: {n:,} is {n / reference - 1:+.2%} from {reference:,.0f}"
+
+
+def test_e4d1_counting_conventions_stay_outside_1pct():
+    """The README's derivation: the conventions a reference count could have used, on the real module."""
+    model = build_model("rnnt", "e4d1", 2048)
+    total = _n(model)
+    hh_bias = sum(p.numel() for name, p in model.named_parameters() if "bias_hh" in name)
+    ln = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters())
+    assert (total, hh_bias, ln) == (3_341_536, 5_120, 2_528)
+    for n in (total, total - hh_bias, total - hh_bias - ln):  # PyTorch; one LSTM bias (ONNX -> IR); no LN affine
+        assert n > 3.3e6 * 1.01
 
 
 def test_tiny_shapes_and_lengths():

@@ -50,6 +50,8 @@ class GreedyDecoder:
         """Consume encoder frames f (B, T, D) (rows valid up to f_lens) and update ``st``."""
         b, t_max = f.size(0), f.size(1)
         lens = f_lens.tolist() if f_lens is not None else [t_max] * b
+        if b == 1:
+            return self._advance_one(st, f[:, : lens[0]], t_max)
         for t in range(t_max):
             active = torch.tensor([t < n for n in lens])
             if not bool(active.any()):
@@ -70,6 +72,32 @@ class GreedyDecoder:
                     st.hyps[i].append(int(k[i]))
                     st.frames[i].append(st.t + t)
                 active = emit  # only rows that emitted may emit again on this frame
+        st.t += t_max
+        return st
+
+    def _advance_one(self, st: GreedyState, f: torch.Tensor, t_max: int) -> GreedyState:
+        """``advance`` for one row (streaming, or an utterance alone), with the same decisions in fewer
+        joint calls: the joint of every frame left is taken in one call with the current ``g``; frames
+        up to the first non-blank are blanks (g does not change on a blank), so they are skipped, and
+        only after an emission is the joint called again. On random-weights E6D2 streaming this turns
+        ~5 joint calls per 300 ms chunk into 1 (README "RNN-Transducer", benchmark)."""
+        t, n = 0, f.size(1)
+        while t < n:
+            k = self.joint(f[0, t:], st.g.expand(n - t, -1)).argmax(dim=-1)
+            hit = (k != self.blank).nonzero()
+            if hit.numel() == 0:
+                break
+            t += int(hit[0, 0])
+            sym = int(k[int(hit[0, 0])])
+            for s in range(self.max_symbols):
+                if s > 0:
+                    sym = int(self.joint(f[:, t], st.g).argmax(dim=-1)[0])
+                    if sym == self.blank:
+                        break
+                st.g, st.state = self.predict(torch.tensor([[sym]]), st.state)
+                st.hyps[0].append(sym)
+                st.frames[0].append(st.t + t)
+            t += 1
         st.t += t_max
         return st
 
