@@ -17,10 +17,12 @@ PyTorch's log-probs with identical greedy transcripts; every reduced-precision v
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import tasks.offline  # noqa: F401
@@ -101,6 +103,27 @@ def _check(model, features, vocab, export_dir: Path, opts: dict) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def staged(out_dir: Path) -> Iterator[Path]:
+    """The staging folder ``exports/.<name>.partial``, emptied before and removed after."""
+    tmp = out_dir.parent / f".{out_dir.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish(tmp: Path, out_dir: Path, manifest: dict, passed: bool) -> None:
+    """Write ``export.json`` into the staging folder; it replaces ``out_dir`` only when every gate passed."""
+    (tmp / "export.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if passed:
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+
+
 def run(section: dict, model_path: str | Path, out_dir: str | Path) -> dict:
     """Export, check, and publish ``out_dir`` when every gate passes; the report either way."""
     import torch
@@ -117,10 +140,7 @@ def run(section: dict, model_path: str | Path, out_dir: str | Path) -> dict:
         from tasks.rnnt_export import run_transducer
 
         return run_transducer(model, features, vocab, opts, model_path, out_dir, _sha256)
-    tmp = out_dir.parent / f".{out_dir.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged(out_dir) as tmp:
         files = _write_exports(model, getattr(features.cfg, "n_mels", None), tmp, opts)  # None: waveform in
         parity = _check(model, features, vocab, tmp, opts)
         passed = all(v["passed"] for v in parity.values())
@@ -133,13 +153,7 @@ def run(section: dict, model_path: str | Path, out_dir: str | Path) -> dict:
                                  "openvino_bf16": "openvino/model.xml (bf16 hint)",
                                  "openvino_fp16w": "openvino_fp16/model.xml (fp16 weights, f32 hint)"},
                     "files": files}
-        (tmp / "export.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if passed:
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        publish(tmp, out_dir, manifest, passed)
     return {"model": str(model_path), "passed": passed, "split": opts["split"],
             "utterances": next((v["utterances"] for v in parity.values() if "utterances" in v), 0),
             "wer_torch": next((v["wer_torch"] for v in parity.values() if "wer_torch" in v), None),

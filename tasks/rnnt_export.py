@@ -16,7 +16,6 @@ every gate passes, as for the CTC models.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -76,10 +75,9 @@ def run_transducer(model, features, vocab, opts: dict[str, Any], model_path: Pat
     manifest = Path(opts["manifest_dir"]) / f"{opts['split']}.jsonl"
     if not manifest.is_file():
         raise FileNotFoundError(f"export.split: no manifest for split {opts['split']!r} at {manifest}")
-    tmp = out_dir.parent / f".{out_dir.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    from tasks.export import publish, staged
+
+    with staged(out_dir) as tmp:
         t0 = time.perf_counter()
         export_rnnt(model, tmp, opset=int(opts["opset"]))
         write_meta(model, tmp)
@@ -115,18 +113,10 @@ def run_transducer(model, features, vocab, opts: dict[str, Any], model_path: Pat
         for name in opts["reduced_precision"] or []:
             parity[name] = {"passed": True, "skipped": "reduced-precision variants are exported for CTC models only"}
         passed = all(v["passed"] for v in parity.values())
-        import json
-
         manifest_doc = {"model": str(model_path), "model_sha256": sha256(model_path), "opset": int(opts["opset"]),
                         "family": "rnnt", "graphs": "see rnnt_export.json (inputs/outputs, shapes)",
                         "variants": {"onnxruntime_fp32": "<graph>.onnx", "openvino_fp32": "openvino/<graph>/model.xml"},
                         "files": files}
-        (tmp / "export.json").write_text(json.dumps(manifest_doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if passed:
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        publish(tmp, out_dir, manifest_doc, passed)
     return {"model": str(model_path), "family": "rnnt", "passed": passed, "split": opts["split"],
             "utterances": len(utts), "fp32_max_abs_diff_tolerance": tol, "backends": parity, "files": files}
