@@ -144,3 +144,18 @@ def test_benchmark_errors_name_the_problem(setup, tmp_path):
     with pytest.raises(ValueError, match="devices"):
         bench_task.run({**params["benchmark"], "devices": ["tpu"]}, model_path=str(path), exports=None,
                        out_dir=tmp_path)
+
+
+def test_benchmark_process_sets_omp_wait_policy_before_torch_loads():
+    """tasks/threads.py: set before torch is imported (libgomp reads it at load), a user's value kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import tasks.benchmark, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["PASSIVE", "False"]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "ACTIVE"
