@@ -23,7 +23,7 @@ import tasks.offline  # noqa: F401
 import tasks.threads  # noqa: F401  (before torch: OMP_WAIT_POLICY)
 from tasks.common import load_params, pick, stage_parser, write_report
 
-KNOWN = {"devices", "threads", "cpu_runners", "cuda_runners", "grid", "audio_manifest", "wer", "train_throughput",
+KNOWN = {"devices", "threads", "feature_threads", "cpu_runners", "cuda_runners", "grid", "audio_manifest", "wer", "train_throughput",
          "regression", "openvino_static_shapes", "rnnt"}
 WER_DEFAULTS = {"manifest_dir": "data/prepared", "split": "test", "max_utterances": None, "batch_seconds": 120.0,
                 "num_workers": 1}
@@ -37,7 +37,11 @@ def _options(section: dict) -> dict:
     devices = section.get("devices", ["cpu"])
     if not devices or set(devices) - {"cpu", "cuda"}:
         raise ValueError(f"benchmark.devices: a list of cpu and/or cuda, got {devices!r}")
+    feature_threads = section.get("feature_threads", 1)
+    if feature_threads is not None and int(feature_threads) < 1:
+        raise ValueError(f"benchmark.feature_threads: a positive thread count or null, got {feature_threads!r}")
     return {"devices": list(devices), "threads": int(section.get("threads", 2)),
+            "feature_threads": None if feature_threads is None else int(feature_threads),
             "static_shapes": bool(section.get("openvino_static_shapes", True)),
             "runners": {"cpu": list(section.get("cpu_runners") or []), "cuda": list(section.get("cuda_runners") or [])},
             "grid": pick(section, "grid", "benchmark"), "audio_manifest": section.get("audio_manifest"),
@@ -157,7 +161,8 @@ def run(section: dict, *, model_path: str | None, exports: str | None, out_dir: 
                     wer[key] = _wer(plain, batches, vocab)
                     del plain
                     log(f"benchmark: {key}: WER {100 * wer[key]:.2f}% on {opts['wer']['split']}")
-                loaders = {c: ClipLoader(clips[c], copy.deepcopy(features), device) for c in grid.clip_seconds}
+                loaders = {c: ClipLoader(clips[c], copy.deepcopy(features), device,
+                                         threads=opts["feature_threads"]) for c in grid.clip_seconds}
                 cells.update(run_grid(runner, loaders, grid, device, log=log))
                 del runner
         tt = {}

@@ -159,3 +159,18 @@ def test_benchmark_process_sets_omp_wait_policy_before_torch_loads():
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "ACTIVE"
+
+
+def test_clip_loader_feature_threads_give_the_same_features_and_restore_torch(tmp_path):
+    import torch
+
+    from asr_core.bench.grid import ClipLoader, make_clips
+    from asr_core.features import FilterbankFeatures
+
+    paths = make_clips(tmp_path, 2.0, 2)
+    before = torch.get_num_threads()
+    one = ClipLoader(paths, FilterbankFeatures(), threads=1)(2)
+    assert torch.get_num_threads() == before
+    default = ClipLoader(paths, FilterbankFeatures())(2)
+    torch.testing.assert_close(one[0], default[0], atol=1e-5, rtol=0)
+    assert one[1].tolist() == default[1].tolist()
