@@ -248,6 +248,25 @@ def train_loader(d: Any, a: Any, encode, features_cfg: FilterbankConfig, collate
     return loader, sampler
 
 
+def dev_manifest(d: Any) -> Manifest:
+    """``d.dev_manifest``, or its first ``d.eval_max_utterances`` rows."""
+    manifest = Manifest.load(d.dev_manifest)
+    if d.eval_max_utterances:
+        manifest = manifest.subset(np.arange(min(d.eval_max_utterances, len(manifest))))
+    return manifest
+
+
+def dev_loader(manifest: Manifest, d: Any, encode, features_cfg: FilterbankConfig,
+               collate_cls: type) -> torch.utils.data.DataLoader:
+    """The dev utterances in manifest order, batches of at most ``d.eval_batch_seconds`` (or the
+    longest utterance), features by ``collate_cls``. Shared by the CTC and transducer recipes."""
+    ds = AudioDataset(manifest, encode, sample_rate=features_cfg.sample_rate)
+    sampler = BucketingBatchSampler(manifest.durations, max_batch_seconds=max(
+        d.eval_batch_seconds, float(manifest.durations.max())), num_buckets=1, shuffle=False)
+    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate_cls(features_cfg),
+                                       num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
+
+
 def optimization(o: Any, model: nn.Module, *, max_steps: int, steps_per_epoch: int):
     """``(optimizer, schedule, ema or None)`` from an optim params section (``OptimParams``)."""
     optimizer = build_optimizer(o.name, model, o.lr, o.weight_decay, betas=tuple(o.betas) if o.betas else None,
@@ -298,19 +317,12 @@ class CTCRecipe:
         """(feats, feat_lens, reference texts) over the dev manifest (or its first N rows)."""
         d = self.cfg.data
         if self._dev is None:
-            manifest = Manifest.load(d.dev_manifest)
-            if d.eval_max_utterances:
-                manifest = manifest.subset(np.arange(min(d.eval_max_utterances, len(manifest))))
+            manifest = dev_manifest(d)
             if d.loader == "dali":
                 self._dev = ("dali", self._dali_loader(manifest))
             else:
-                ds = AudioDataset(manifest, self.vocab.encode, sample_rate=self.features_cfg.sample_rate)
-                sampler = BucketingBatchSampler(manifest.durations, max_batch_seconds=max(
-                    d.eval_batch_seconds, float(manifest.durations.max())), num_buckets=1, shuffle=False)
-                loader = torch.utils.data.DataLoader(
-                    ds, batch_sampler=sampler, collate_fn=CTCCollate(self.features_cfg),
-                    num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
-                self._dev = ("torch", loader, manifest)
+                self._dev = ("torch", dev_loader(manifest, d, self.vocab.encode, self.features_cfg, CTCCollate),
+                             manifest)
         if self._dev[0] == "dali":
             loader = self._dev[1]
             for feats, feat_lens, idx in loader:

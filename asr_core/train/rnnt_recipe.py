@@ -26,16 +26,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from asr_core.data.dataset import (
-    MAX_TRAIN_DURATION,
-    AudioDataset,
-    Manifest,
-)
-from asr_core.data.sampler import BucketingBatchSampler
+from asr_core.data.dataset import MAX_TRAIN_DURATION, AudioDataset
 from asr_core.decoding.rnnt_greedy import greedy_decode
 from asr_core.features import SpecAugmentConfig
 from asr_core.models import build_model, model_config
@@ -48,6 +42,8 @@ from asr_core.train.ctc_recipe import (
     ModelParams,
     OptimParams,
     _from_dict,
+    dev_loader,
+    dev_manifest,
     optimization,
     train_loader,
     word_char_errors,
@@ -157,15 +153,8 @@ class RNNTRecipe:
     def _dev_batches(self) -> Iterator[dict[str, Any]]:
         d = self.cfg.data
         if self._dev is None:
-            manifest = Manifest.load(d.dev_manifest)
-            if d.eval_max_utterances:
-                manifest = manifest.subset(np.arange(min(d.eval_max_utterances, len(manifest))))
-            ds = AudioDataset(manifest, self.vocab.encode, sample_rate=self.features_cfg.sample_rate)
-            sampler = BucketingBatchSampler(manifest.durations, max_batch_seconds=max(
-                d.eval_batch_seconds, float(manifest.durations.max())), num_buckets=1, shuffle=False)
-            self._dev = (torch.utils.data.DataLoader(
-                ds, batch_sampler=sampler, collate_fn=RNNTCollate(self.features_cfg),
-                num_workers=d.num_workers, persistent_workers=d.num_workers > 0), manifest)
+            manifest = dev_manifest(d)
+            self._dev = (dev_loader(manifest, d, self.vocab.encode, self.features_cfg, RNNTCollate), manifest)
         texts = dict(zip(self._dev[1].utt_ids, self._dev[1].texts))
         for b in self._dev[0]:
             self.dev_skipped += len(b["skipped"])
