@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tasks.threads  # noqa: F401  (before torch: OMP_WAIT_POLICY)
+import tasks.threads  # noqa: F401  (before torch: GOMP_SPINCOUNT)
 
 
 def main(argv: list[str] | None = None) -> dict:

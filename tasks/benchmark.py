@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import tasks.offline  # noqa: F401
-import tasks.threads  # noqa: F401  (before torch: OMP_WAIT_POLICY)
+import tasks.threads  # noqa: F401  (before torch: GOMP_SPINCOUNT)
 from tasks.common import load_params, pick, stage_parser, write_report
 
 KNOWN = {"devices", "threads", "feature_threads", "cpu_runners", "cuda_runners", "grid", "audio_manifest", "wer", "train_throughput",

@@ -146,19 +146,25 @@ def test_benchmark_errors_name_the_problem(setup, tmp_path):
                        out_dir=tmp_path)
 
 
-def test_benchmark_process_sets_omp_wait_policy_before_torch_loads():
-    """tasks/threads.py: set before torch is imported (libgomp reads it at load), a user's value kept."""
+def test_benchmark_process_sets_the_openmp_spin_before_torch_loads():
+    """tasks/threads.py: GOMP_SPINCOUNT set before torch is imported (libgomp reads it at load); a
+    user's GOMP_SPINCOUNT or OMP_WAIT_POLICY is kept."""
     import os
     import subprocess
     import sys
 
-    code = "import tasks.benchmark, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["PASSIVE", "False"]
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split()[0] == "ACTIVE"
+    code = ("import tasks.benchmark, os, sys; "
+            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+
+    def run(**extra):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                             check=True)
+        return out.stdout.split()
+
+    assert run() == ["30000", "None", "False"]
+    assert run(GOMP_SPINCOUNT="1000")[0] == "1000"
+    assert run(OMP_WAIT_POLICY="PASSIVE")[:2] == ["None", "PASSIVE"]
 
 
 def test_clip_loader_feature_threads_give_the_same_features_and_restore_torch(tmp_path):
