@@ -13,7 +13,11 @@ import torch
 import yaml
 
 from asr_core.io import write_jsonl
-from asr_core.models.wav2vec2 import Wav2Vec2ForPreTraining, WaveformFeatures, utterance_generators
+from asr_core.models.wav2vec2 import (
+    Wav2Vec2ForPreTraining,
+    WaveformFeatures,
+    utterance_generators,
+)
 from asr_core.train.checkpoint import load_checkpoint, load_model
 from asr_core.train.wav2vec2_recipe import (
     PRETRAIN_FORMAT,
@@ -239,11 +243,11 @@ def test_pretraining_goes_below_chance_on_a_small_corpus(corpus):
         batches.append(WaveformFeatures()(b["waves"], b["wave_lens"]))
     chance = math.log(1 + cfg.num_negatives)
     before = _dev_contrastive(model, corpus)
-    steps = 60
+    steps = 100
     for step in range(1, steps + 1):
         model.train().set_num_updates(step)
-        for g in opt.param_groups:  # linear warm-up over 10 updates
-            g["lr"] = o["lr"] * min(1.0, step / 10)
+        for g in opt.param_groups:  # linear warm-up over 30 updates
+            g["lr"] = o["lr"] * min(1.0, step / 30)
         x, lens = batches[step % len(batches)]
         seeds = [step * 100 + i for i in range(len(lens))]  # fresh masks, negatives and noise every update
         loss, _ = pretraining_loss(model(x, lens, utterance_generators(seeds, "cpu")), o["diversity_weight"],
@@ -254,4 +258,4 @@ def test_pretraining_goes_below_chance_on_a_small_corpus(corpus):
         opt.step()
     after = _dev_contrastive(model, corpus)
     assert before > chance - 0.05, (before, chance)  # an untrained model is at or above chance
-    assert after < chance - 0.15, (before, after, chance)
+    assert after < chance - 0.1, (before, after, chance)

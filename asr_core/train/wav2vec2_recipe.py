@@ -52,7 +52,13 @@ from asr_core.models.wav2vec2 import (
 )
 from asr_core.text import CharVocab
 from asr_core.train.checkpoint import CheckpointError, load_checkpoint
-from asr_core.train.ctc_recipe import CTCCollate, CTCRecipe, DataParams, _from_dict, batch_seed
+from asr_core.train.ctc_recipe import (
+    CTCCollate,
+    CTCRecipe,
+    DataParams,
+    _from_dict,
+    batch_seed,
+)
 from asr_core.train.ema import EMA
 from asr_core.train.optim import build_optimizer, unwrap_model
 from asr_core.train.schedule import ScheduleConfig, build_schedule
@@ -97,7 +103,14 @@ class Wav2Vec2RecipeConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Wav2Vec2RecipeConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        # `augment` (the CTC recipes' section) is accepted when null or all-null: the profiles set it so
+        # that the flows, which lay a profile over params/train.yaml, replace QuartzNet's section.
+        # wav2vec 2.0 has no waveform augmentation here (its fine-tuning masks are in model.overrides).
+        aug = d.get("augment")
+        if aug is not None and (not isinstance(aug, dict) or any(v is not None for v in aug.values())):
+            raise ValueError(f"augment: wav2vec 2.0 has no augmentation here (fine-tuning masks: model.overrides); "
+                             f"set train.augment: null, got {aug!r}")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)} - {"augment"})
         if unknown:
             raise ValueError(f"unknown wav2vec2 recipe section(s) {unknown}; known: {[f.name for f in fields(cls)]}")
         cfg = cls(model=_from_dict(W2VModelParams, d.get("model"), "model"),
