@@ -26,14 +26,16 @@ def profile(repo: Path, family: str) -> dict[str, Any] | None:
 
 def model_overrides(repo: Path, family: str, preset: str | None, name: str | None) -> dict[str, Any]:
     """A family other than the committed one starts from its profile (``params/profiles/<family>.yaml``,
-    every top-level key of the train section overridden), if it has one. A family or preset other
+    every top-level key of the train section overridden, and those it lacks nulled), if it has one. A family or preset other
     than the committed one starts from the preset as published (``train.model.overrides: {}``,
     unless the profile gives some) and writes to ``models/<family>_<preset>``."""
     path = repo / "params" / "train.yaml"
-    model = yaml.safe_load(path.read_text(encoding="utf-8"))["train"]["model"]
+    committed = yaml.safe_load(path.read_text(encoding="utf-8"))["train"]
+    model = committed["model"]
     out: dict[str, Any] = {}
     prof = profile(repo, family) if family != model["family"] else None
-    if prof is not None:
+    if prof is not None:  # a complete train section: what it does not set is nulled (tasks/train.py: absent)
+        out.update({f"train.{k}": None for k in committed if k not in prof})
         out.update({f"train.{k}": v for k, v in prof.items()})
         model = prof["model"]
     out["train.model.family"] = family

@@ -164,7 +164,10 @@ def run(section: dict[str, Any], out_root: Path, run_id: str | None = None, trac
 
 def worker_config(section: dict[str, Any], out_root: Path, run_id: str | None = None,
                   tracking_uri: str | None = None, fresh: bool = False) -> tuple[dict, dict, str]:
-    """Check ``section`` and the checkpoint folder; ``(config for train_loop_per_worker, ray params, name)``."""
+    """Check ``section`` and the checkpoint folder; ``(config for train_loop_per_worker, ray params, name)``.
+
+    A key set to null is absent (a flow's profile nulls the committed keys it does not set)."""
+    section = {k: v for k, v in section.items() if v is not None}
     unknown = sorted(set(section) - TOP_KEYS)
     if unknown:
         raise ValueError(f"train: unknown key(s) {unknown}; known: {sorted(TOP_KEYS)}")

@@ -42,3 +42,21 @@ def test_broken_profile_names_the_file(tmp_path):
     (repo / "params" / "profiles" / "rnnt.yaml").write_text("train: 3\n")
     with pytest.raises(ValueError, match="rnnt.yaml"):
         model_overrides(repo, "rnnt", None, None)
+
+
+def test_profile_nulls_the_committed_keys_it_does_not_set(tmp_path, monkeypatch):
+    """params/train.yaml's `augment` (QuartzNet's) must not reach a family whose profile has none: the
+    profile nulls it, and the train stage reads a null key as absent."""
+    prof = {"name": "w", "model": {"family": "wav2vec2", "preset": "tiny"}, "loop": {"max_steps": 5}}
+    repo = _repo(tmp_path, {"wav2vec2": prof})
+    train = yaml.safe_load((repo / "params" / "train.yaml").read_text())
+    train["train"]["augment"] = {"speed_perturb": None}
+    (repo / "params" / "train.yaml").write_text(yaml.safe_dump(train))
+    out = model_overrides(repo, "wav2vec2", None, None)
+    assert out["train.augment"] is None and out["train.features"] is None and out["train.loop"] == {"max_steps": 5}
+
+    from tasks.train import worker_config
+
+    config, _, _ = worker_config({"name": "w", "model": {"family": "wav2vec2", "preset": "tiny"}, "augment": None,
+                                  "seed": None, "loop": {"max_steps": 1}}, tmp_path / "models")
+    assert "augment" not in config["recipe"] and config["seed"] == 0

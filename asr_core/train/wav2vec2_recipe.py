@@ -103,14 +103,7 @@ class Wav2Vec2RecipeConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Wav2Vec2RecipeConfig:
-        # `augment` (the CTC recipes' section) is accepted when null or all-null: the profiles set it so
-        # that the flows, which lay a profile over params/train.yaml, replace QuartzNet's section.
-        # wav2vec 2.0 has no waveform augmentation here (its fine-tuning masks are in model.overrides).
-        aug = d.get("augment")
-        if aug is not None and (not isinstance(aug, dict) or any(v is not None for v in aug.values())):
-            raise ValueError(f"augment: wav2vec 2.0 has no augmentation here (fine-tuning masks: model.overrides); "
-                             f"set train.augment: null, got {aug!r}")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)} - {"augment"})
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown wav2vec2 recipe section(s) {unknown}; known: {[f.name for f in fields(cls)]}")
         cfg = cls(model=_from_dict(W2VModelParams, d.get("model"), "model"),
