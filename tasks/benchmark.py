@@ -15,6 +15,7 @@ instead (``benchmark.rnnt``, tasks/rnnt_benchmark.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -49,8 +50,11 @@ def _options(section: dict) -> dict:
             "train_throughput": {**TT_DEFAULTS, **pick(section, "train_throughput", "benchmark")}}
 
 
-def _load(model_path: str | None, preset: str | None, exports: str | None, tmp: Path):
-    """(model, features, vocab or None, export folder, description)."""
+def _load(model_path: str | None, preset: str | None, exports: str | None, tmp: Path, wave: bool = False):
+    """(model, features, vocab or None, export folder, description).
+
+    ``wave``: a preset also gets the waveform-input graph (``openvino_wave/``) for a filterbank model.
+    """
     from asr_core.features import FilterbankConfig, FilterbankFeatures
     from asr_core.train.checkpoint import load_model
 
@@ -60,15 +64,20 @@ def _load(model_path: str | None, preset: str | None, exports: str | None, tmp: 
 
         family, _, name = preset.partition(":")
         model = build_model(family, name, 29).eval()  # random weights: speed only
-        wave = family == "wav2vec2"  # raw waveform in: (B, S) samples
-        export_onnx(model, tmp / "model.onnx", in_features=None if wave else 64)
+        wave_model = family == "wav2vec2"  # raw waveform in: (B, S) samples
+        export_onnx(model, tmp / "model.onnx", in_features=None if wave_model else 64)
         export_openvino(tmp / "model.onnx", tmp / "openvino")
-        if wave:
+        if wave_model:
             from asr_core.models.wav2vec2 import WaveformConfig
 
             features = WaveformConfig().module().eval()
         else:
             features = FilterbankFeatures(FilterbankConfig()).eval()
+            if wave:
+                from asr_core.export import export_waveform_onnx
+
+                export_waveform_onnx(model, features, tmp / "model_wave.onnx")
+                export_openvino(tmp / "model_wave.onnx", tmp / "openvino_wave")
         return model, features, None, tmp, f"{family} {name} (random weights)"
     if not model_path or not Path(model_path).is_file():
         raise FileNotFoundError(f"benchmark: model {model_path} not found (run the train stage, or pass --preset)")
@@ -124,9 +133,12 @@ def run(section: dict, *, model_path: str | None, exports: str | None, out_dir: 
     grid = GridConfig(**{**g, "batch_sizes": tuple(g.get("batch_sizes", (1, 2, 4, 8, 16))),
                          "clip_seconds": tuple(float(c) for c in g.get("clip_seconds", (2.0, 7.0, 16.7)))})
     torch.set_num_threads(opts["threads"])
+    specs = {d: [RunnerSpec.parse(n) for n in opts["runners"][d]] for d in opts["devices"]}
+    any_wave = any(s.wave for d in specs for s in specs[d])  # waveform-input runners: openvino_wave_*
     tmp = Path(tempfile.mkdtemp(prefix="asr-bench-"))
     try:
-        model, features, vocab, export_dir, what = _load(model_path, preset, exports, tmp)
+        model, features, vocab, export_dir, what = _load(model_path, preset, exports, tmp, wave=any_wave)
+        filterbank = hasattr(features.cfg, "n_mels")
         sources = _clip_sources(opts["audio_manifest"])
         clips = {c: make_clips(tmp / "clips", c, max(grid.batch_sizes), sources=sources) for c in grid.clip_seconds}
         batches = None
@@ -138,15 +150,18 @@ def run(section: dict, *, model_path: str | None, exports: str | None, out_dir: 
             if not manifest.is_file():
                 raise FileNotFoundError(f"benchmark.wer: no manifest for split {w['split']!r} at {manifest}")
             batches = manifest_batches(manifest, features.cfg, vocab, batch_seconds=float(w["batch_seconds"]),
-                                       max_utterances=w["max_utterances"], num_workers=int(w["num_workers"]))
+                                       max_utterances=w["max_utterances"], num_workers=int(w["num_workers"]),
+                                       keep_waves=any_wave and filterbank)
         cells, wer, skipped = {}, {}, {}
         for device in opts["devices"]:
-            for name in opts["runners"][device]:
-                key = f"{device}/{name}"
+            for spec in specs[device]:
+                key = f"{device}/{spec.name}"
                 try:
                     if device == "cuda" and not torch.cuda.is_available():
                         raise BackendUnavailable("skipped: no CUDA")
-                    spec = RunnerSpec.parse(name)
+                    if spec.wave and not filterbank:
+                        raise BackendUnavailable("skipped: the model takes the waveform already (no filterbank "
+                                                 "to put in the graph): see openvino_fp32 / openvino_bf16")
                     runner = make_runner(spec, model=copy.deepcopy(model), export_dir=export_dir, device=device,
                                          threads=opts["threads"], static_shapes=opts["static_shapes"])
                 except BackendUnavailable as e:
@@ -156,12 +171,14 @@ def run(section: dict, *, model_path: str | None, exports: str | None, out_dir: 
                 if batches is not None:
                     # WER with dynamic shapes and no CUDA graphs: the same kernels and numerics, without
                     # compiling or capturing once per batch shape
-                    plain = make_runner(RunnerSpec(spec.backend, spec.precision), model=copy.deepcopy(model),
+                    plain = make_runner(dataclasses.replace(spec, cuda_graphs=False), model=copy.deepcopy(model),
                                         export_dir=export_dir, device=device, threads=opts["threads"])
                     wer[key] = _wer(plain, batches, vocab)
                     del plain
                     log(f"benchmark: {key}: WER {100 * wer[key]:.2f}% on {opts['wer']['split']}")
-                loaders = {c: ClipLoader(clips[c], copy.deepcopy(features), device,
+                # a waveform-input runner computes the filterbank itself: its timed data is read + pad
+                feats = None if runner.takes_waveform else features
+                loaders = {c: ClipLoader(clips[c], copy.deepcopy(feats), device,
                                          threads=opts["feature_threads"]) for c in grid.clip_seconds}
                 cells.update(run_grid(runner, loaders, grid, device, log=log))
                 del runner

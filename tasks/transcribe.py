@@ -7,6 +7,8 @@
 
 ``--backend onnxruntime|openvino`` runs the export stage's files (``--exports``, default
 ``exports/<model folder name>``); features and vocabulary still come from ``model.pt``.
+``--backend openvino_wave`` runs the waveform-input graph (``openvino_wave/``): the filterbank is
+computed inside OpenVINO, only the audio is read (and resampled) in Python.
 
 Any format, sample rate and channel count soundfile reads; prints ``path<TAB>text``.
 
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     p.add_argument("--model", required=True, help="a model.pt written by the train stage")
     p.add_argument("--device", default="cpu")
     p.add_argument("audio", nargs="+", help="audio files")
-    p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch")
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino", "openvino_wave"], default="torch")
     p.add_argument("--precision", default="fp32", help="fp32 | bf16 (torch, openvino) | fp16w (openvino)")
     p.add_argument("--exports", help="export folder (default: exports/<name of the model's folder>)")
     add_lm_args(p)
@@ -64,8 +66,13 @@ def main(argv: list[str] | None = None) -> list[str]:
                                 device=args.device)
         except (ValueError, FileNotFoundError, BackendUnavailable) as e:
             p.error(str(e))
+    inputs = features.cfg
+    if getattr(model, "takes_waveform", False):  # the graph computes the filterbank: hand it the samples
+        from asr_core.models.wav2vec2 import WaveformConfig
+
+        inputs = WaveformConfig(sample_rate=features.cfg.sample_rate, normalize=False)
     beam = beam_from_args(args, vocab)  # None: greedy
-    texts = transcribe_files(model, features.cfg, vocab, args.audio, device=args.device, beam=beam)
+    texts = transcribe_files(model, inputs, vocab, args.audio, device=args.device, beam=beam)
     for path, text in zip(args.audio, texts):
         print(f"{path}\t{text}")
     sys.stdout.flush()

@@ -8,12 +8,8 @@ import torch
 
 from asr_core.export import BackendUnavailable, RunnerSpec, make_runner
 from asr_core.export.parity import compare, fp32_gate, reduced_gate
-from asr_core.features import FilterbankConfig
-from asr_core.io import write_jsonl
-from asr_core.models import build_model, model_config
-from asr_core.testing import write_audio
-from asr_core.text import CharVocab
-from asr_core.train.checkpoint import save_model
+from asr_core.models import build_model
+from asr_core.testing.ctc_case import tiny_ctc_case
 from tasks import export as export_task
 from tasks import transcribe as transcribe_task
 
@@ -25,20 +21,7 @@ DURATIONS = (0.6, 1.7, 1.1, 2.3, 0.9)
 def exported(tmp_path_factory):
     """A tiny random QuartzNet, a 5-utterance test split of mixed lengths, and its exports."""
     root = tmp_path_factory.mktemp("export")
-    torch.manual_seed(0)
-    vocab = CharVocab()
-    cfg = model_config("quartznet", "tiny")
-    model = build_model("quartznet", "tiny", vocab.num_outputs)
-    with torch.no_grad():  # a less flat output distribution than at init: greedy ties are not a concern
-        model.decoder.layers[0].weight.mul_(8.0)
-    path = save_model(root / "models" / "m" / "model.pt", family="quartznet", model_config=cfg.to_dict(),
-                      num_outputs=vocab.num_outputs, features=FilterbankConfig().to_dict(),
-                      vocab=vocab.to_dict(), state_dict=model.state_dict(), step=0)
-    rows = []
-    for i, d in enumerate(DURATIONS):
-        write_audio(root / "data" / "audio" / f"u{i}.flac", d, 16000, seed=i)
-        rows.append({"audio_filepath": f"audio/u{i}.flac", "duration": d, "text": "a cat", "utt_id": f"u{i}"})
-    write_jsonl(root / "data" / "test.jsonl", rows)
+    path, _ = tiny_ctc_case(root, DURATIONS)
     section = {"manifest_dir": str(root / "data"), "num_workers": 0, "batch_seconds": 60,
                "reduced_precision": ["openvino_bf16", "openvino_fp16w"], "wer_tolerance": 1.0}
     report = export_task.run(section, path, root / "exports" / "m")
@@ -48,8 +31,11 @@ def exported(tmp_path_factory):
 def test_export_writes_files_and_passes_the_gate(exported):
     root, _, _, report = exported
     out = root / "exports" / "m"
-    for rel in ("model.onnx", "openvino/model.xml", "openvino/model.bin", "openvino_fp16/model.xml", "export.json"):
+    for rel in ("model.onnx", "openvino/model.xml", "openvino/model.bin", "openvino_fp16/model.xml", "export.json",
+                "model_wave.onnx", "openvino_wave/model.xml"):  # waveform graph: tests/test_export_waveform.py
         assert (out / rel).is_file(), rel
+    assert set(report["backends"]) == {"onnxruntime_fp32", "openvino_fp32", "openvino_bf16", "openvino_fp16w",
+                                       "openvino_wave_fp32", "openvino_wave_bf16"}
     assert not list(root.joinpath("exports").glob(".*partial"))
     assert report["passed"] and report["utterances"] == len(DURATIONS)
     for name in ("onnxruntime_fp32", "openvino_fp32"):
@@ -98,6 +84,17 @@ def test_openvino_static_shapes_match_dynamic(exported):
     assert list(static._by_shape) == [((2, 64, 48), False), ((2, 64, 48), True)]
     inputs = static._by_shape[((2, 64, 48), True)][0].inputs
     assert len(inputs) == 1 and "features" in inputs[0].get_names()
+    # equal lengths in a longer tensor (the features' pad_to): cut to the lengths, then bound as well
+    same = torch.tensor([40, 40])
+    want, got = dynamic(x, same), static(x, same)
+    assert got[1].tolist() == want[1].tolist()
+    n = int(want[1][0])
+    assert got[0].shape[1] >= n
+    np.testing.assert_allclose(got[0][:, :n].numpy(), want[0][:, :n].numpy(), atol=1e-4, rtol=0)
+    assert ((2, 64, 40), True) in static._by_shape
+    # a padded batch is cut to its longest row, and keeps its lengths input
+    static(x, torch.tensor([40, 30]))
+    assert ((2, 64, 40), False) in static._by_shape
 
 
 def test_failed_gate_fails_the_stage_and_publishes_nothing(exported, tmp_path, monkeypatch):
@@ -155,6 +152,7 @@ def test_compare_counts_differences():
 def test_runner_names_and_unavailable_backends(exported):
     assert RunnerSpec.parse("torch_fp16_graphs") == RunnerSpec("torch", "fp16", True)
     assert RunnerSpec.parse("openvino_bf16").name == "openvino_bf16"
+    assert RunnerSpec.parse("openvino_wave_fp32") == RunnerSpec("openvino", "fp32", wave=True)
     for bad in ("tensorrt_fp32", "openvino_int3", "onnxruntime_fp32_graphs", "torch"):
         with pytest.raises(ValueError):
             RunnerSpec.parse(bad)

@@ -2,8 +2,10 @@
 
 Per iteration of a cell (B clips of L seconds):
 
-    data     read B audio files (soundfile), pad them into a batch, compute the features
-    network  the runner (model or exported graph) and greedy CTC decoding (argmax, collapse)
+    data     read B audio files (soundfile), pad them into a batch, compute the features (none
+             for a waveform-input runner: ``ClipLoader(features=None)``)
+    network  the runner (model or exported graph; for ``openvino_wave_*`` the filterbank too) and
+             greedy CTC decoding (argmax, collapse)
     e2e      data + network
 
 After ``warmup`` untimed iterations, ``iterations`` timed ones (fewer, but at least
@@ -76,16 +78,17 @@ def make_clips(out_dir: str | Path, clip_seconds: float, count: int, *, sample_r
 
 
 class ClipLoader:
-    """The timed data path: files -> padded batch -> features on ``device``."""
+    """The timed data path: files -> padded batch -> features on ``device`` (``features=None``: the
+    padded waveforms and their lengths, for a runner that ``takes_waveform``)."""
 
-    def __init__(self, paths: list[Path], features: torch.nn.Module, device: str | torch.device = "cpu",
+    def __init__(self, paths: list[Path], features: torch.nn.Module | None, device: str | torch.device = "cpu",
                  threads: int | None = None) -> None:
         """``threads``: torch CPU threads for the filterbank (None: torch's setting). One is the faster
         choice in front of OpenVINO / onnxruntime on a small machine: their idle workers spin on the
         cores a second torch thread would need (QuartzNet 15x5 batch 1 x 7 s, 2 cores: 2.2 ms on one
         thread, 4.7 ms on two, right after an OpenVINO bf16 inference)."""
         self.paths, self.device, self.i = list(paths), torch.device(device), 0
-        self.features = features.to(self.device).eval()
+        self.features = None if features is None else features.to(self.device).eval()
         self.threads = threads if self.device.type == "cpu" else None
 
     @torch.inference_mode()
@@ -97,6 +100,8 @@ class ClipLoader:
             self.i += 1
         lens = torch.tensor([len(w) for w in waves])
         x = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+        if self.features is None:
+            return x.to(self.device), lens.to(self.device)
         if self.threads is None:
             return self.features(x.to(self.device), lens.to(self.device))
         before = torch.get_num_threads()

@@ -2,7 +2,8 @@
 
 Features are computed once (the evaluation collate: no dither, no augmentation) into
 duration-bucketed batches of *mixed* lengths, so length masking in the exported graphs is
-exercised on padded batches. Each runner then decodes the same batches:
+exercised on padded batches (with ``keep_waves``, the padded waveforms too, for the
+waveform-input runners). Each runner then decodes the same batches:
 
 - fp32 gate: max |log_prob difference| over the valid frames <= a tolerance, equal output
   lengths, and identical greedy transcripts;
@@ -29,6 +30,8 @@ class FeatureBatch:
     refs: list[str]
     feats: torch.Tensor  # (B, F, T)
     lens: torch.Tensor  # (B,)
+    waves: torch.Tensor | None = None  # (B, S) zero padded: the features' input (keep_waves)
+    wave_lens: torch.Tensor | None = None  # (B,)
 
 
 @dataclass
@@ -40,10 +43,31 @@ class Decoded:
     log_probs: list[np.ndarray] = field(default_factory=list)  # per utterance, (T'_valid, V)
 
 
+class _KeepWaves:
+    """The evaluation collate (:class:`CTCCollate`) plus the padded waveforms its features come from."""
+
+    def __init__(self, features: FilterbankConfig) -> None:
+        from asr_core.train.ctc_recipe import CTCCollate
+
+        self.collate = CTCCollate(features)
+
+    def __call__(self, items) -> dict:
+        from asr_core.data.collate import collate_batch
+
+        b = self.collate(items)
+        raw = collate_batch(items)
+        b.update(waves=raw["waves"], wave_lens=raw["wave_lens"])
+        return b
+
+
 def manifest_batches(manifest_path: str | os.PathLike, features: FilterbankConfig, vocab: CharVocab, *,
                      batch_seconds: float = 120.0, max_utterances: int | None = None,
-                     num_workers: int = 0) -> list[FeatureBatch]:
-    """Feature batches of a manifest (unreadable files are left out, as in evaluation)."""
+                     num_workers: int = 0, keep_waves: bool = False) -> list[FeatureBatch]:
+    """Feature batches of a manifest (unreadable files are left out, as in evaluation).
+
+    ``keep_waves``: each batch also holds its padded waveforms (``waves``, ``wave_lens``), the input
+    of the waveform-input runners (``runner.takes_waveform``).
+    """
     from asr_core.data.dataset import AudioDataset, Manifest
     from asr_core.data.sampler import BucketingBatchSampler
     from asr_core.train.ctc_recipe import CTCCollate
@@ -57,20 +81,31 @@ def manifest_batches(manifest_path: str | os.PathLike, features: FilterbankConfi
     dataset = AudioDataset(manifest, vocab.encode, sample_rate=features.sample_rate)
     budget = max(batch_seconds, float(manifest.durations.max()))
     sampler = BucketingBatchSampler(manifest.durations, max_batch_seconds=budget, num_buckets=10, shuffle=False)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=CTCCollate(features),
-                                         num_workers=num_workers)
+    collate = _KeepWaves(features) if keep_waves else CTCCollate(features)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
     out = []
     for b in loader:
         if b["feats"].size(0):
-            out.append(FeatureBatch(list(b["utt_ids"]), [texts[u] for u in b["utt_ids"]], b["feats"], b["feat_lens"]))
+            out.append(FeatureBatch(list(b["utt_ids"]), [texts[u] for u in b["utt_ids"]], b["feats"], b["feat_lens"],
+                                    b.get("waves"), b.get("wave_lens")))
     return out
+
+
+def runner_inputs(runner, batch: FeatureBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(feats, lens)``, or ``(waves, wave_lens)`` for a runner that ``takes_waveform``."""
+    if not getattr(runner, "takes_waveform", False):
+        return batch.feats, batch.lens
+    if batch.waves is None:
+        raise ValueError(f"{getattr(runner, 'name', runner)} takes waveforms: build the batches with "
+                         "manifest_batches(..., keep_waves=True)")
+    return batch.waves, batch.wave_lens
 
 
 def decode_batches(runner, batches: list[FeatureBatch], vocab: CharVocab, *, keep_log_probs: bool = False) -> Decoded:
     """Greedy transcripts (and, if asked, the valid log-prob frames) of every batch."""
     d = Decoded()
     for b in batches:
-        log_probs, out_lens = runner(b.feats, b.lens)
+        log_probs, out_lens = runner(*runner_inputs(runner, b))
         log_probs, out_lens = log_probs.float().cpu(), out_lens.cpu()
         d.hyps += [vocab.decode(ids) for ids in greedy_decode(log_probs, out_lens)]
         d.out_lens += out_lens.tolist()

@@ -11,6 +11,9 @@ PyTorch module it stands for, and has ``eval()``; so it can be passed wherever
     onnxruntime_fp32                        ``model.onnx`` (CPU, or CUDA when onnxruntime has it)
     openvino_fp32  openvino_bf16            ``openvino/model.xml`` with inference precision f32 / bf16
     openvino_fp16w                          ``openvino_fp16/model.xml`` (fp16 weights), f32 inference
+    openvino_wave_fp32  openvino_wave_bf16  ``openvino_wave/model.xml``: filterbank + network, so the
+                                            runner takes ``(audio (B, S), audio_lens (B,))`` instead
+                                            (``runner.takes_waveform``; :mod:`asr_core.export.waveform`)
 
 OpenVINO's CPU plugin *defaults* to bf16 on CPUs that have it (avx512_bf16, AMX): the fp32
 runner sets the f32 hint explicitly, or "fp32" would silently be bf16.
@@ -27,10 +30,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from asr_core.export.waveform import WAVE_INPUT_NAMES, WAVE_OPENVINO_DIR
+
 BACKENDS = ("torch", "onnxruntime", "openvino")
 PRECISIONS = {"torch": ("fp32", "tf32", "bf16", "fp16"), "onnxruntime": ("fp32",),
               "openvino": ("fp32", "bf16", "fp16w")}
 CUDA_ONLY = {"tf32", "fp16"}
+WAVE_PRECISIONS = {"openvino": ("fp32", "bf16")}  # waveform-input graphs (``<backend>_wave_<precision>``)
 
 
 class BackendUnavailable(RuntimeError):
@@ -42,10 +48,12 @@ class RunnerSpec:
     backend: str
     precision: str
     cuda_graphs: bool = False
+    wave: bool = False  # the waveform-input graph (filterbank inside)
 
     @property
     def name(self) -> str:
-        return f"{self.backend}_{self.precision}" + ("_graphs" if self.cuda_graphs else "")
+        middle = "_wave" if self.wave else ""
+        return f"{self.backend}{middle}_{self.precision}" + ("_graphs" if self.cuda_graphs else "")
 
     @classmethod
     def parse(cls, name: str) -> "RunnerSpec":
@@ -53,19 +61,28 @@ class RunnerSpec:
         graphs = parts[-1] == "graphs"
         if graphs:
             parts = parts[:-1]
-        if len(parts) != 2 or parts[0] not in BACKENDS or parts[1] not in PRECISIONS[parts[0]]:
+        wave = len(parts) == 3 and parts[1] == "wave"
+        if wave:
+            parts = [parts[0], parts[2]]
+        allowed = WAVE_PRECISIONS if wave else PRECISIONS
+        if len(parts) != 2 or parts[0] not in allowed or parts[1] not in allowed[parts[0]]:
             known = [f"{b}_{p}" for b in BACKENDS for p in PRECISIONS[b]]
+            known += [f"{b}_wave_{p}" for b in WAVE_PRECISIONS for p in WAVE_PRECISIONS[b]]
             raise ValueError(f"unknown runner {name!r}; known: {known} (torch_<precision>_graphs on CUDA)")
         if graphs and parts[0] != "torch":
             raise ValueError(f"{name!r}: CUDA graphs are a torch option")
-        return cls(parts[0], parts[1], graphs)
+        return cls(parts[0], parts[1], graphs, wave)
 
 
 class Runner:
-    """Base: ``runner(feats, lens) -> (log_probs, out_lens)``; subclasses implement ``_run``."""
+    """Base: ``runner(feats, lens) -> (log_probs, out_lens)``; subclasses implement ``_run``.
+
+    ``takes_waveform``: the runner's inputs are ``(audio (B, S), audio_lens)``, not features.
+    """
 
     spec: RunnerSpec
     device: torch.device = torch.device("cpu")
+    takes_waveform: bool = False
 
     @property
     def name(self) -> str:
@@ -172,8 +189,14 @@ class OpenVINORunner(Runner):
     A batch without padding (every length equal to the time axis: any single utterance, or the
     grid's equal-length clips) gets a model whose ``feature_lens`` input is bound to that constant:
     OpenVINO then folds away the length masks in front of every convolution (they are identities
-    there), which is exact and ~15% faster for QuartzNet 15x5 (README, "Export").
+    there), which is exact and ~15% faster for QuartzNet 15x5 (README, "Export"). Before that, the
+    time axis is cut to the longest length: the frames past it are padding that no valid output
+    reads (the features' ``pad_to``: a 7 s clip is 700 frames in a 704-frame tensor), so equal-length
+    clips padded that way also get the bound model, and the outputs' padded tail is shorter.
+    ``input_names``: the graph's (data, lengths) inputs.
     """
+
+    input_names: tuple[str, str] = ("features", "feature_lens")
 
     def __init__(self, xml_path: str | os.PathLike, spec: RunnerSpec, device: str = "cpu",
                  threads: int | None = None, static_shapes: bool = False, max_shapes: int = 8) -> None:
@@ -205,23 +228,35 @@ class OpenVINORunner(Runner):
             if len(self._by_shape) >= self.max_shapes:
                 self._by_shape.pop(next(iter(self._by_shape)))
             model = self._core.read_model(str(self._path))
-            model.reshape({"features": list(shape), "feature_lens": [shape[0]]})
+            data, lengths = self.input_names
+            model.reshape({data: list(shape), lengths: [shape[0]]})
             if unpadded:
-                bind_lengths(model, "feature_lens", np.full(shape[0], shape[-1], dtype=np.int64))
+                bind_lengths(model, lengths, np.full(shape[0], shape[-1], dtype=np.int64))
             compiled = self._core.compile_model(model, self._device, self._config)
             self._by_shape[key] = (compiled, compiled.create_infer_request())
         return self._by_shape[key]
 
     def _run(self, feats, lens):
+        if self.static_shapes and lens.numel() and 0 < int(lens.max()) < feats.shape[-1]:
+            feats = feats[..., : int(lens.max())]  # padding no valid output reads (class docstring)
         unpadded = self.static_shapes and bool((lens == feats.shape[-1]).all())
         compiled, request = (self._for_shape(tuple(feats.shape), unpadded) if self.static_shapes
                              else (self.compiled, self.request))
-        inputs = {"features": _np(feats, np.float32)}
+        data, lengths = self.input_names
+        inputs = {data: _np(feats, np.float32)}
         if not unpadded:
-            inputs["feature_lens"] = _np(lens, np.int64)
+            inputs[lengths] = _np(lens, np.int64)
         res = request.infer(inputs)
         lp, ll = res[compiled.output(0)], res[compiled.output(1)]
         return torch.from_numpy(np.array(lp, copy=True)), torch.from_numpy(np.array(ll, dtype=np.int64, copy=True))
+
+
+class OpenVINOWaveRunner(OpenVINORunner):
+    """The waveform-input IR (``openvino_wave/model.xml``): ``runner(audio (B, S), audio_lens)``, the
+    filterbank computed inside OpenVINO. Static shapes per (B, S); an unpadded batch binds ``audio_lens``."""
+
+    input_names = WAVE_INPUT_NAMES
+    takes_waveform = True
 
 
 def bind_lengths(model, name: str, lengths: np.ndarray) -> None:
@@ -243,6 +278,8 @@ def _np(t: torch.Tensor, dtype) -> np.ndarray:
 def export_file(export_dir: str | os.PathLike, spec: RunnerSpec) -> Path:
     """Where the export stage writes the file ``spec`` runs (see tasks/export.py)."""
     d = Path(export_dir)
+    if spec.wave:  # openvino only (RunnerSpec.parse); its ONNX source is ``model_wave.onnx``
+        return d / WAVE_OPENVINO_DIR / "model.xml"
     if spec.backend == "onnxruntime":
         return d / "model.onnx"
     if spec.backend == "openvino":
@@ -265,5 +302,5 @@ def make_runner(name: str | RunnerSpec, *, model: nn.Module | None = None, expor
         raise ValueError(f"{spec.name} needs the export folder (exports/<name>)")
     if spec.backend == "onnxruntime":
         return OnnxRuntimeRunner(export_file(export_dir, spec), spec, device=device, threads=threads)
-    return OpenVINORunner(export_file(export_dir, spec), spec, device=device, threads=threads,
-                          static_shapes=static_shapes)
+    cls = OpenVINOWaveRunner if spec.wave else OpenVINORunner
+    return cls(export_file(export_dir, spec), spec, device=device, threads=threads, static_shapes=static_shapes)
