@@ -43,23 +43,6 @@ class Decoded:
     log_probs: list[np.ndarray] = field(default_factory=list)  # per utterance, (T'_valid, V)
 
 
-class _KeepWaves:
-    """The evaluation collate (:class:`CTCCollate`) plus the padded waveforms its features come from."""
-
-    def __init__(self, features: FilterbankConfig) -> None:
-        from asr_core.train.ctc_recipe import CTCCollate
-
-        self.collate = CTCCollate(features)
-
-    def __call__(self, items) -> dict:
-        from asr_core.data.collate import collate_batch
-
-        b = self.collate(items)
-        raw = collate_batch(items)
-        b.update(waves=raw["waves"], wave_lens=raw["wave_lens"])
-        return b
-
-
 def manifest_batches(manifest_path: str | os.PathLike, features: FilterbankConfig, vocab: CharVocab, *,
                      batch_seconds: float = 120.0, max_utterances: int | None = None,
                      num_workers: int = 0, keep_waves: bool = False) -> list[FeatureBatch]:
@@ -81,8 +64,8 @@ def manifest_batches(manifest_path: str | os.PathLike, features: FilterbankConfi
     dataset = AudioDataset(manifest, vocab.encode, sample_rate=features.sample_rate)
     budget = max(batch_seconds, float(manifest.durations.max()))
     sampler = BucketingBatchSampler(manifest.durations, max_batch_seconds=budget, num_buckets=10, shuffle=False)
-    collate = _KeepWaves(features) if keep_waves else CTCCollate(features)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                                         collate_fn=CTCCollate(features, keep_waves=keep_waves))
     out = []
     for b in loader:
         if b["feats"].size(0):

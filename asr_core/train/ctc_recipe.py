@@ -178,11 +178,14 @@ def batch_seed(seed: int, epoch: int, utt_ids: Iterable[str]) -> int:
 
 class CTCCollate:
     """Items -> a batch with features: ``feats`` (B, C, F), ``feat_lens``, ``tokens``, ``token_lens``,
-    ``utt_ids``, ``skipped``, ``audio_seconds``. ``train``: dither and SpecAugment, seeded per batch."""
+    ``utt_ids``, ``skipped``, ``audio_seconds``. ``train``: dither and SpecAugment, seeded per batch.
+    ``keep_waves``: also the padded waveforms the features come from (``waves``, ``wave_lens``)."""
 
     def __init__(self, features: FilterbankConfig, spec_augment: SpecAugmentConfig | None = None,
-                 train: bool = False, seed: int = 0, dataset: AudioDataset | None = None) -> None:
+                 train: bool = False, seed: int = 0, dataset: AudioDataset | None = None,
+                 keep_waves: bool = False) -> None:
         self.features = build_features(features).eval()  # dither is added below, seeded
+        self.keep_waves = keep_waves
         self.dither = features.dither if train else 0.0
         self.specaug = SpecAugment(spec_augment).train() if (train and spec_augment is not None) else None
         self.sample_rate, self.seed, self.dataset = features.sample_rate, seed, dataset
@@ -191,6 +194,8 @@ class CTCCollate:
     def __call__(self, items) -> dict[str, Any]:
         b = collate_batch(items)
         waves, wave_lens = b.pop("waves"), b.pop("wave_lens")
+        if self.keep_waves:
+            b.update(waves=waves, wave_lens=wave_lens)
         if waves.size(0) and (self.dither > 0 or self.specaug is not None):
             epoch = self.dataset.epoch if self.dataset is not None else 0
             g = torch.Generator().manual_seed(batch_seed(self.seed, epoch, b["utt_ids"]))
