@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 
-.PHONY: install run test test-fast bench bench-15x5 bench-hourglass clean-data servers servers-stop servers-status ui
+.PHONY: install run lint test test-fast bench bench-15x5 bench-hourglass clean-data servers servers-stop servers-status ui
 
 install:
 	@bash scripts/bootstrap.sh
@@ -28,6 +28,10 @@ servers-status:
 servers-stop:
 	@$(ENV) python -m flows.servers stop
 
+## lint: ruff (lint and format check), configured in pyproject.toml
+lint: install
+	@$(ENV) ruff check . && ruff format --check .
+
 ## test: install, then the test suite (what CI runs)
 test: install
 	@$(ENV) python -m pytest -q
@@ -47,6 +51,12 @@ bench-15x5: install
 ## python bench/bench_hourglass.py --device cuda --preset base --precision bf16 --batch-size 8
 bench-hourglass: install
 	@$(ENV) python bench/bench_hourglass.py --threads 2 --out bench/results/hourglass_cpu.json
+
+## gpu-check: every CUDA path of the project on one GPU in <= 8 minutes; writes bench/results/gpu_check/
+## gpu_check.json and gpu_check.md (no GPU: python bench/gpu_check.py --device cpu --tiny; --strict: exit 1 on a failed row)
+.PHONY: gpu-check
+gpu-check: install
+	@$(ENV) python bench/gpu_check.py --out bench/results/gpu_check
 
 clean-data:
 	rm -rf data reports .dvc/cache .dvc/tmp

@@ -6,8 +6,9 @@ the keys that exist, instead of being ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, Mapping
+from typing import Any
 
 
 def reject_unknown(cls: type, d: Mapping[str, Any], what: str) -> None:

@@ -39,18 +39,35 @@ from asr_core.io import atomic_write_json
 def wer_figures(args, lm_dir: Path) -> dict:
     from tasks import evaluate as evaluate_task
 
-    section = {"model": args.model, "manifest_dir": args.manifest_dir, "splits": [args.split], "num_workers": 1,
-               "lm": {"dir": str(lm_dir), "beam_size": args.beam_size, "tune_split": "dev",
-                      "tune_utterances": args.tune_utterances, "lm_weights": args.lm_weights,
-                      "word_scores": args.word_scores}}
+    section = {
+        "model": args.model,
+        "manifest_dir": args.manifest_dir,
+        "splits": [args.split],
+        "num_workers": 1,
+        "lm": {
+            "dir": str(lm_dir),
+            "beam_size": args.beam_size,
+            "tune_split": "dev",
+            "tune_utterances": args.tune_utterances,
+            "lm_weights": args.lm_weights,
+            "word_scores": args.word_scores,
+        },
+    }
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         report = evaluate_task.run(section, Path(tmp))
         seconds = time.perf_counter() - t0
     split = report[args.split]
-    return {"split": args.split, "utterances": split["utterances"], "greedy_wer": split["wer"],
-            "greedy_cer": split["cer"], "beam_wer": split["beam"]["wer"], "beam_cer": split["beam"]["cer"],
-            "tuning": report["beam"], "evaluate_seconds": round(seconds, 1)}
+    return {
+        "split": args.split,
+        "utterances": split["utterances"],
+        "greedy_wer": split["wer"],
+        "greedy_cer": split["cer"],
+        "beam_wer": split["beam"]["wer"],
+        "beam_cer": split["beam"]["cer"],
+        "tuning": report["beam"],
+        "evaluate_seconds": round(seconds, 1),
+    }
 
 
 def speed_figures(args, lm_dir: Path, weights: dict) -> dict:
@@ -58,12 +75,20 @@ def speed_figures(args, lm_dir: Path, weights: dict) -> dict:
     from asr_core.decoding.beam import BeamConfig, LexiconBeamDecoder
     from asr_core.lm import find_lm
     from asr_core.models import build_model
-    from asr_core.train.checkpoint import load_model
+    from asr_core.models.artifact import load_model
 
     model, features, vocab = load_model(args.model)
     manifest = Path(args.manifest_dir) / f"{args.split}.jsonl"
-    trained, _ = transcribe_manifest(model, features.cfg, vocab, manifest, batch_seconds=60.0, num_workers=1,
-                                     max_utterances=args.speed_utterances, keep_log_probs=True)
+    trained, _ = transcribe_manifest(
+        model,
+        features,
+        vocab,
+        manifest,
+        batch_seconds=60.0,
+        num_workers=1,
+        max_utterances=args.speed_utterances,
+        keep_log_probs=True,
+    )
     audio = sum(t.duration for t in trained)
 
     from asr_core.data.audio import load_audio, to_mono
@@ -90,14 +115,19 @@ def speed_figures(args, lm_dir: Path, weights: dict) -> dict:
             random_lp.append(lp[0, : int(lens[0])].float())
         net_cpu, net_wall = time.process_time() - c0, time.perf_counter() - w0
 
-    decoder = LexiconBeamDecoder(vocab, lm_dir / "lexicon.txt", find_lm(lm_dir),
-                                 BeamConfig(beam_size=args.beam_size, **weights))
-    out = {"utterances": len(trained), "audio_seconds": round(audio, 1), "threads": args.threads,
-           "beam_size": args.beam_size,
-           "qn15x5_frames_per_second": round(sum(x.size(0) for x in random_lp) / audio, 2),
-           "trained_frames_per_second": round(sum(t.log_probs.size(0) for t in trained) / audio, 2),
-           "network_cpu_s_per_audio_s": round(net_cpu / audio, 5),
-           "network_wall_s_per_audio_s": round(net_wall / audio, 5)}
+    decoder = LexiconBeamDecoder(
+        vocab, lm_dir / "lexicon.txt", find_lm(lm_dir), BeamConfig(beam_size=args.beam_size, **weights)
+    )
+    out = {
+        "utterances": len(trained),
+        "audio_seconds": round(audio, 1),
+        "threads": args.threads,
+        "beam_size": args.beam_size,
+        "qn15x5_frames_per_second": round(sum(x.size(0) for x in random_lp) / audio, 2),
+        "trained_frames_per_second": round(sum(t.log_probs.size(0) for t in trained) / audio, 2),
+        "network_cpu_s_per_audio_s": round(net_cpu / audio, 5),
+        "network_wall_s_per_audio_s": round(net_wall / audio, 5),
+    }
     for name, lps in (("trained_logprobs", [t.log_probs for t in trained]), ("random_qn15x5_logprobs", random_lp)):
         c0, w0 = time.process_time(), time.perf_counter()
         for lp in lps:
@@ -127,8 +157,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     lm_dir = Path(args.lm_dir)
-    result: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                                "load_before": os.getloadavg()[0], "torch": torch.__version__}}
+    result: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_before": os.getloadavg()[0],
+            "torch": torch.__version__,
+        }
+    }
     with tempfile.TemporaryDirectory() as tmp:
         if not (lm_dir / "lexicon.txt").is_file():
             from tasks import lm as lm_task
@@ -139,8 +175,10 @@ def main(argv: list[str] | None = None) -> dict:
         if not args.skip_wer:
             result["wer"] = wer_figures(args, lm_dir)
             weights = {k: result["wer"]["tuning"][k] for k in weights}
-            print(f"WER on {args.split}: greedy {100 * result['wer']['greedy_wer']:.2f}%, "
-                  f"beam+LM {100 * result['wer']['beam_wer']:.2f}% (weights {weights}, tuned on dev)")
+            print(
+                f"WER on {args.split}: greedy {100 * result['wer']['greedy_wer']:.2f}%, "
+                f"beam+LM {100 * result['wer']['beam_wer']:.2f}% (weights {weights}, tuned on dev)"
+            )
         if not args.skip_speed:
             result["speed"] = speed_figures(args, lm_dir, weights)
     result["machine"]["load_after"] = os.getloadavg()[0]
@@ -148,16 +186,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.skip_speed:
         return result
     s = result["speed"]
-    print(f"network (QuartzNet 15x5, {s['threads']} threads): {s['network_cpu_s_per_audio_s']:.4f} CPU s per audio s; "
-          f"beam {s['beam_size']}: {s['beam_trained_logprobs_cpu_s_per_audio_s']:.4f} (trained model's log-probs, "
-          f"+{100 * s['beam_trained_logprobs_added_fraction_of_network_cpu']:.1f}%), "
-          f"{s['beam_random_qn15x5_logprobs_cpu_s_per_audio_s']:.4f} (random 15x5 log-probs, "
-          f"+{100 * s['beam_random_qn15x5_logprobs_added_fraction_of_network_cpu']:.1f}%)")
+    print(
+        f"network (QuartzNet 15x5, {s['threads']} threads): {s['network_cpu_s_per_audio_s']:.4f} CPU s per audio s; "
+        f"beam {s['beam_size']}: {s['beam_trained_logprobs_cpu_s_per_audio_s']:.4f} (trained model's log-probs, "
+        f"+{100 * s['beam_trained_logprobs_added_fraction_of_network_cpu']:.1f}%), "
+        f"{s['beam_random_qn15x5_logprobs_cpu_s_per_audio_s']:.4f} (random 15x5 log-probs, "
+        f"+{100 * s['beam_random_qn15x5_logprobs_added_fraction_of_network_cpu']:.1f}%)"
+    )
     return result
 
 
 def _vocab_file(args, tmp: Path) -> Path:
-    from asr_core.train.checkpoint import load_model
+    from asr_core.models.artifact import load_model
 
     _, _, vocab = load_model(args.model)
     vocab.save(tmp / "chars.json")

@@ -40,8 +40,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--isolate", choices=["auto", "yes", "no"], default="auto",
-                   help="one process per configuration (auto: on the CPU)")
+    p.add_argument(
+        "--isolate",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="one process per configuration (auto: on the CPU)",
+    )
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: run one factor, print JSON
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -52,8 +56,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    kw = dict(batch_size=args.batch_size, seconds=args.seconds, steps=args.steps, warmup=args.warmup,
-              device=args.device, precision=args.precision)
+    kw = dict(
+        batch_size=args.batch_size,
+        seconds=args.seconds,
+        steps=args.steps,
+        warmup=args.warmup,
+        device=args.device,
+        precision=args.precision,
+    )
     if args.one is not None:
         print("ROW " + json.dumps(run_config(args.preset, args.one, **kw)))
         return {}
@@ -63,9 +73,26 @@ def main(argv: list[str] | None = None) -> dict:
         rows = {}
 
         def runner(preset, f, **_):
-            cmd = [sys.executable, __file__, "--one", str(f), "--preset", args.preset, "--device", args.device,
-                   "--precision", args.precision, "--batch-size", str(args.batch_size), "--seconds", str(args.seconds),
-                   "--steps", str(args.steps), "--warmup", str(args.warmup)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                str(f),
+                "--preset",
+                args.preset,
+                "--device",
+                args.device,
+                "--precision",
+                args.precision,
+                "--batch-size",
+                str(args.batch_size),
+                "--seconds",
+                str(args.seconds),
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+            ]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -79,8 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         hg.run_config = runner  # the table logic, with each row from a fresh process
     table = hourglass_table(args.preset, factors, **kw)
-    table.update(load_avg=os.getloadavg(), torch=torch.__version__, isolated=isolate,
-                 threads=torch.get_num_threads())
+    table.update(load_avg=os.getloadavg(), torch=torch.__version__, isolated=isolate, threads=torch.get_num_threads())
     print(markdown(table))
     if args.out:
         atomic_write_text(args.out, json.dumps(table, indent=2) + "\n")

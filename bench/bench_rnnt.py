@@ -34,14 +34,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--chunk-frames", type=int, default=10)
     p.add_argument("--out", help="write the report JSON here")
     args = p.parse_args(argv)
-    from tasks.rnnt_benchmark import run_transducer
+    from asr_core.objectives.transducer.benchmark import benchmark
 
-    section = {"threads": args.threads, "wer": {"manifest_dir": args.manifest_dir, "split": args.split},
-               "rnnt": {"backends": args.backends.split(","), "chunk_frames": args.chunk_frames,
-                        "max_utterances": args.max_utterances}}
+    section = {
+        "threads": args.threads,
+        "wer": {"manifest_dir": args.manifest_dir, "split": args.split},
+        "transducer": {
+            "backends": args.backends.split(","),
+            "chunk_frames": args.chunk_frames,
+            "max_utterances": args.max_utterances,
+        },
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        report = run_transducer(section, model_path=args.model, exports=args.exports, out_dir=tmp,
-                                preset=args.preset)
+        report = benchmark(section, model_path=args.model, exports=args.exports, out_dir=tmp, preset=args.preset)
         print((Path(tmp) / "report.md").read_text())
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

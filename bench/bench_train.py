@@ -41,14 +41,22 @@ from asr_core.io.atomic import atomic_write_text  # noqa: E402
 from tasks.common import load_params  # noqa: E402
 
 
-def _case(base: dict, steps: int, *, model: dict | None = None, precision: str | None = None,
-          ray: dict | None = None, batch_seconds: float | None = None) -> dict:
+def _case(
+    base: dict,
+    steps: int,
+    *,
+    model: dict | None = None,
+    precision: str | None = None,
+    ray: dict | None = None,
+    batch_seconds: float | None = None,
+) -> dict:
     s = copy.deepcopy(base)
     if model is not None:
         s["model"] = model
     loop = s.setdefault("loop", {})
-    loop.update(max_steps=steps, max_minutes=None, eval_every=0, eval_at_end=False, ckpt_every=0,
-                log_every=max(1, steps // 5))
+    loop.update(
+        max_steps=steps, max_minutes=None, eval_every=0, eval_at_end=False, ckpt_every=0, log_every=max(1, steps // 5)
+    )
     if precision:
         loop["precision"] = precision
     if batch_seconds:
@@ -68,26 +76,40 @@ def _run(name: str, section: dict, plain: bool) -> dict:
         summary = train_loop_per_worker(config) if plain else _fit(config, ray_cfg, name)
         wall = time.monotonic() - t0
     steps = summary["steps"]
-    return {"case": name, "steps": steps, "world_size": summary["world_size"],
-            "train_seconds": round(summary["train_seconds"], 2), "wall_seconds": round(wall, 2),
-            "seconds_per_step": round(summary["train_seconds"] / steps, 4),
-            "audio_s_per_s": round(summary["audio_s_per_s"], 2),
-            "sequences_per_s": round(summary["sequences_per_s"], 2),
-            "final_loss": round(summary["final_loss"], 4), "load_avg_1m": round(os.getloadavg()[0], 2)}
+    return {
+        "case": name,
+        "steps": steps,
+        "world_size": summary["world_size"],
+        "train_seconds": round(summary["train_seconds"], 2),
+        "wall_seconds": round(wall, 2),
+        "seconds_per_step": round(summary["train_seconds"] / steps, 4),
+        "audio_s_per_s": round(summary["audio_s_per_s"], 2),
+        "sequences_per_s": round(summary["sequences_per_s"], 2),
+        "final_loss": round(summary["final_loss"], 4),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def precision_cases(base: dict, steps: int) -> list[dict]:
     model = {"family": "quartznet", "preset": "5x5", "overrides": {}}
-    return [_run(f"qn5x5_{p}", _case(base, steps, model=model, precision=p, batch_seconds=48,
-                                     ray={"torch_threads": 2}), plain=True) for p in ("fp32", "bf16")]
+    return [
+        _run(
+            f"qn5x5_{p}",
+            _case(base, steps, model=model, precision=p, batch_seconds=48, ray={"torch_threads": 2}),
+            plain=True,
+        )
+        for p in ("fp32", "bf16")
+    ]
 
 
 def ray_cases(base: dict, steps: int) -> list[dict]:
     one = {"num_workers": 1, "torch_threads": 2, "resources_per_worker": {"CPU": 2}, "num_cpus": 2}
     two = {"num_workers": 2, "torch_threads": 1, "resources_per_worker": {"CPU": 1}, "num_cpus": 2}
-    rows = [_run("plain_loop", _case(base, steps, ray={"torch_threads": 2}), plain=True),
-            _run("ray_1_worker", _case(base, steps, ray=one), plain=False),
-            _run("ray_2_workers", _case(base, steps, ray=two), plain=False)]
+    rows = [
+        _run("plain_loop", _case(base, steps, ray={"torch_threads": 2}), plain=True),
+        _run("ray_1_worker", _case(base, steps, ray=one), plain=False),
+        _run("ray_2_workers", _case(base, steps, ray=two), plain=False),
+    ]
     plain, ray1 = rows[0], rows[1]
     ray1["overhead_vs_plain_per_step"] = round(ray1["seconds_per_step"] / plain["seconds_per_step"] - 1, 4)
     ray1["overhead_vs_plain_wall"] = round(ray1["wall_seconds"] / plain["wall_seconds"] - 1, 4)
@@ -98,9 +120,13 @@ def ray_cases(base: dict, steps: int) -> list[dict]:
 def machine() -> dict:
     import torch
 
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -124,12 +150,16 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'case':16s} {'steps':>5s} {'s/step':>7s} {'audio s/s':>9s} {'loop s':>7s} {'wall s':>7s}")
     for group in ("precision", "ray"):
         for r in result.get(group, []):
-            print(f"{r['case']:16s} {r['steps']:5d} {r['seconds_per_step']:7.3f} {r['audio_s_per_s']:9.1f} "
-                  f"{r['train_seconds']:7.1f} {r['wall_seconds']:7.1f}")
+            print(
+                f"{r['case']:16s} {r['steps']:5d} {r['seconds_per_step']:7.3f} {r['audio_s_per_s']:9.1f} "
+                f"{r['train_seconds']:7.1f} {r['wall_seconds']:7.1f}"
+            )
     if "ray" in result:
         r1, r2 = result["ray"][1], result["ray"][2]
-        print(f"Ray Train overhead per step (1 worker vs plain loop): {100 * r1['overhead_vs_plain_per_step']:+.1f}%; "
-              f"2 workers vs 1: x{r2['audio_speedup_vs_1_worker']:.2f} audio s/s")
+        print(
+            f"Ray Train overhead per step (1 worker vs plain loop): {100 * r1['overhead_vs_plain_per_step']:+.1f}%; "
+            f"2 workers vs 1: x{r2['audio_speedup_vs_1_worker']:.2f} audio s/s"
+        )
     print(f"wrote {out}")
     return result
 

@@ -52,7 +52,8 @@ def champion_outputs(repo: Path, model_name: str) -> tuple[Any, str] | None:
         raise FileNotFoundError(
             f"{model_name} v{version.version} (champion): {export_dir.relative_to(repo)} in the workspace does not "
             f"hold its model (md5 {got} != {want}); re-create it with its flow run "
-            f"({version.tags.get('prefect.flow_run_id', '?')}) or `dvc checkout` at git commit {version.tags.get('git_commit', '?')}")
+            f"({version.tags.get('prefect.flow_run_id', '?')}) or `dvc checkout` at git commit {version.tags.get('git_commit', '?')}"
+        )
     return version, train_name
 
 
@@ -83,9 +84,16 @@ def benchmark_nightly(models: list[str] | None = None) -> dict[str, Any]:
         version, train_name = found
         with overridden_params(repo, _name_override(repo, train_name), log=logger.info):
             parent = tracking.start_flow_run(
-                f"benchmark-nightly {model_name} v{version.version}", experiment=EXPERIMENT,
-                tags={**ctx, "flow": "benchmark-nightly", "registered_model": model_name,
-                      "model_version": version.version, "train_name": train_name})
+                f"benchmark-nightly {model_name} v{version.version}",
+                experiment=EXPERIMENT,
+                tags={
+                    **ctx,
+                    "flow": "benchmark-nightly",
+                    "registered_model": model_name,
+                    "model_version": version.version,
+                    "train_name": train_name,
+                },
+            )
             try:
                 result = {"version": version.version, "mlflow_parent_run_id": parent, "stages": {}}
                 for stage in stages:
@@ -101,13 +109,15 @@ def benchmark_nightly(models: list[str] | None = None) -> dict[str, Any]:
                     result.update(regressed=bool(verdict["regressed"]), findings=verdict["findings"])
                     logger.info(verdict["report_md"])
                     if verdict["regressed"]:
-                        regressions.append(f"{model_name} v{version.version}: "
-                                           + "; ".join(_finding(f) for f in verdict["findings"]))
+                        regressions.append(
+                            f"{model_name} v{version.version}: " + "; ".join(_finding(f) for f in verdict["findings"])
+                        )
             except BaseException as e:
                 tracking.end_flow_run(parent, error=e, tags=md5_tags(repo, available))
                 raise
-            tracking.end_flow_run(parent, tags={**md5_tags(repo, available),
-                                                "regressed": result.get("regressed", "n/a")})
+            tracking.end_flow_run(
+                parent, tags={**md5_tags(repo, available), "regressed": result.get("regressed", "n/a")}
+            )
         out[model_name] = result
     if regressions:
         raise BenchmarkRegression("benchmark regression against earlier nights: " + " | ".join(regressions))

@@ -20,9 +20,18 @@ def load(repo: str | Path | None = None) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: invalid YAML: {e}") from e
-    for section, fields in {"flows": ("deployments", "stages", "download_retries", "download_retry_delay_s",
-                                      "nightly", "registry", "wer_splits"),
-                            "servers": ("state_dir", "host", "prefect_port", "mlflow_port", "start_timeout_s")}.items():
+    for section, fields in {
+        "flows": (
+            "deployments",
+            "stages",
+            "download_retries",
+            "download_retry_delay_s",
+            "nightly",
+            "registry",
+            "wer_splits",
+        ),
+        "servers": ("state_dir", "host", "prefect_port", "mlflow_port", "start_timeout_s"),
+    }.items():
         if not isinstance(data.get(section), dict):
             raise ValueError(f"{path}: missing mapping '{section}:'")
         missing = [f for f in fields if f not in data[section]]

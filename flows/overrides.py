@@ -19,8 +19,9 @@ import contextlib
 import copy
 import json
 import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -41,8 +42,10 @@ def apply_to(data: dict, parts: list[str], value: Any, where: str) -> None:
     node = data
     for i, p in enumerate(parts[:-1]):
         if not isinstance(node.get(p), dict):
-            raise ValueError(f"{where}: override {'.'.join(parts)!r}: "
-                             f"{'.'.join(parts[: i + 1])!r} is not a mapping in the params file")
+            raise ValueError(
+                f"{where}: override {'.'.join(parts)!r}: "
+                f"{'.'.join(parts[: i + 1])!r} is not a mapping in the params file"
+            )
         node = node[p]
     node[parts[-1]] = copy.deepcopy(value)
 
@@ -87,8 +90,10 @@ def recover(repo: Path, log: Callable[[str], None] = print) -> list[str]:
             _write(target, orig.read_text(encoding="utf-8"))
             log(f"restored {rel}: an interrupted flow run had left overrides in it")
         elif current != orig.read_text(encoding="utf-8"):
-            raise RuntimeError(f"{rel} was edited while holding overrides of an interrupted flow run; "
-                               f"its committed text is in {orig}: put back what you want, then delete {orig}")
+            raise RuntimeError(
+                f"{rel} was edited while holding overrides of an interrupted flow run; "
+                f"its committed text is in {orig}: put back what you want, then delete {orig}"
+            )
         orig.unlink()
         applied.unlink(missing_ok=True)
         restored.append(rel)
@@ -96,8 +101,9 @@ def recover(repo: Path, log: Callable[[str], None] = print) -> list[str]:
 
 
 @contextlib.contextmanager
-def overridden_params(repo: str | Path, overrides: Mapping[str, Any] | None,
-                      log: Callable[[str], None] = print) -> Iterator[dict[str, Any]]:
+def overridden_params(
+    repo: str | Path, overrides: Mapping[str, Any] | None, log: Callable[[str], None] = print
+) -> Iterator[dict[str, Any]]:
     """Write the overrides into the params files for the ``with`` block, then restore them."""
     repo = Path(repo)
     recover(repo, log)
@@ -109,24 +115,32 @@ def overridden_params(repo: str | Path, overrides: Mapping[str, Any] | None,
             target = repo / rel
             original = target.read_text(encoding="utf-8")
             orig_bak, applied_bak = _backup_paths(repo, rel)
-            text = f"# overridden by a flow run: {json.dumps(overrides, sort_keys=True)}\n" + \
-                yaml.safe_dump(data, sort_keys=False)
+            text = f"# overridden by a flow run: {json.dumps(overrides, sort_keys=True)}\n" + yaml.safe_dump(
+                data, sort_keys=False
+            )
             atomic_write_text(orig_bak, original)
             atomic_write_text(applied_bak, text)
             _write(target, text)
             written.append((target, original, orig_bak, applied_bak))
-            log(f"params override for this run: {rel} <- "
-                + ", ".join(f"{k}={v!r}" for k, v in overrides.items() if split_key(k)[0] == rel))
+            log(
+                f"params override for this run: {rel} <- "
+                + ", ".join(f"{k}={v!r}" for k, v in overrides.items() if split_key(k)[0] == rel)
+            )
         yield overrides
     finally:
         for target, original, orig_bak, applied_bak in reversed(written):
             applied = applied_bak.read_text(encoding="utf-8") if applied_bak.is_file() else None
             if target.read_text(encoding="utf-8") != applied:  # someone edited it meanwhile: keep their text
-                log(f"{target.relative_to(repo)} changed during the flow run: left as it is; "
-                    f"its committed text is in {orig_bak}")
+                log(
+                    f"{target.relative_to(repo)} changed during the flow run: left as it is; "
+                    f"its committed text is in {orig_bak}"
+                )
                 continue
             _write(target, original)
             orig_bak.unlink(missing_ok=True)
             applied_bak.unlink(missing_ok=True)
         if written:
-            log("params files restored to their committed text: " + ", ".join(str(w[0].relative_to(repo)) for w in written))
+            log(
+                "params files restored to their committed text: "
+                + ", ".join(str(w[0].relative_to(repo)) for w in written)
+            )

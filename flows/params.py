@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
-
 
 PROFILES = Path("params") / "profiles"
 
@@ -52,13 +52,26 @@ def model_overrides(repo: Path, family: str, preset: str | None, name: str | Non
     return out
 
 
-def training_overrides(family: str, *, preset: str | None, name: str | None, max_steps: int | None,
-                       ray_workers: int | None, loader_workers: int | None, source: str | None,
-                       overrides: Mapping[str, Any] | None, repo: Path | None = None) -> dict[str, Any]:
+def training_overrides(
+    family: str,
+    *,
+    preset: str | None,
+    name: str | None,
+    max_steps: int | None,
+    ray_workers: int | None,
+    loader_workers: int | None,
+    source: str | None,
+    overrides: Mapping[str, Any] | None,
+    repo: Path | None = None,
+) -> dict[str, Any]:
     """The named flow parameters first, then ``overrides`` (which win)."""
     out = model_overrides(repo or Path.cwd(), family, preset, name)
-    named = {"train.loop.max_steps": max_steps, "train.ray.num_workers": ray_workers,
-             "train.data.num_workers": loader_workers, "download.source": source}
+    named = {
+        "train.loop.max_steps": max_steps,
+        "train.ray.num_workers": ray_workers,
+        "train.data.num_workers": loader_workers,
+        "download.source": source,
+    }
     out.update({k: v for k, v in named.items() if v is not None})
     out.update(overrides or {})
     return out

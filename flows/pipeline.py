@@ -6,8 +6,9 @@ Run from the repository root (the serve process runs there; tests chdir into a c
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 from prefect import get_run_logger
@@ -22,8 +23,12 @@ from tasks.dvc_stage import pipeline_stages, stage_plan
 def prefect_context() -> dict[str, str]:
     from prefect.runtime import deployment, flow_run
 
-    return {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_name": str(flow_run.name or ""),
-            "prefect.flow_name": str(flow_run.flow_name or ""), "prefect.deployment": str(deployment.name or "")}
+    return {
+        "prefect.flow_run_id": str(flow_run.id or ""),
+        "prefect.flow_run_name": str(flow_run.name or ""),
+        "prefect.flow_name": str(flow_run.flow_name or ""),
+        "prefect.deployment": str(deployment.name or ""),
+    }
 
 
 def _get(data: Mapping[str, Any], parts: list[str]) -> Any:
@@ -51,8 +56,9 @@ def effective_overrides(repo: Path, requested: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def run_training(flow_name: str, family: str, requested: Mapping[str, Any], *,
-                 stages: list[str] | None, register: bool) -> dict[str, Any]:
+def run_training(
+    flow_name: str, family: str, requested: Mapping[str, Any], *, stages: list[str] | None, register: bool
+) -> dict[str, Any]:
     logger = get_run_logger()
     repo = Path.cwd()
     cfg = config.load(repo)["flows"]
@@ -65,10 +71,18 @@ def run_training(flow_name: str, family: str, requested: Mapping[str, Any], *,
     with overridden_params(repo, overrides, log=logger.info):
         train = yaml.safe_load((repo / "params" / "train.yaml").read_text(encoding="utf-8"))["train"]
         parent = tracking.start_flow_run(
-            flow_name, tags={**ctx, "flow": flow_name, "overrides": json.dumps(overrides, sort_keys=True),
-                             "train_name": train["name"]},
-            params={"override": {k: json.dumps(v) for k, v in overrides.items()},
-                    "flow": {"stages": json.dumps(stages), "family": family, "train_name": train["name"]}})
+            flow_name,
+            tags={
+                **ctx,
+                "flow": flow_name,
+                "overrides": json.dumps(overrides, sort_keys=True),
+                "train_name": train["name"],
+            },
+            params={
+                "override": {k: json.dumps(v) for k, v in overrides.items()},
+                "flow": {"stages": json.dumps(stages), "family": family, "train_name": train["name"]},
+            },
+        )
         summary["mlflow_parent_run_id"] = parent
         logger.info(f"MLflow parent run {parent} ({tracking.tracking_uri()})")
         added = [s for s in stages if s not in requested_stages]
@@ -84,16 +98,24 @@ def run_training(flow_name: str, family: str, requested: Mapping[str, Any], *,
 
                     step = dvc_stage.with_options(
                         retries=int(cfg["download_retries"]),
-                        retry_delay_seconds=exponential_backoff(backoff_factor=float(cfg["download_retry_delay_s"])))
+                        retry_delay_seconds=exponential_backoff(backoff_factor=float(cfg["download_retry_delay_s"])),
+                    )
                 summary["stages"][stage] = value(step(stage, parent))
             if register:
                 model_name = cfg["registry"].get(train["model"]["family"])
                 if model_name is None:
-                    raise ValueError(f"params/flows.yaml: flows.registry has no model name for family "
-                                     f"{train['model']['family']!r}")
-                summary["registry"] = value(register_model(
-                    parent, model_name=model_name, train=train, wer_splits=list(cfg["wer_splits"]),
-                    extra_tags={**ctx, "git_commit": tracking.git_commit()}))
+                    raise ValueError(
+                        f"params/flows.yaml: flows.registry has no model name for family {train['model']['family']!r}"
+                    )
+                summary["registry"] = value(
+                    register_model(
+                        parent,
+                        model_name=model_name,
+                        train=train,
+                        wer_splits=list(cfg["wer_splits"]),
+                        extra_tags={**ctx, "git_commit": tracking.git_commit()},
+                    )
+                )
         except BaseException as e:
             tracking.end_flow_run(parent, error=e, tags=md5_tags(repo, available))
             raise

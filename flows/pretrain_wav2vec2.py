@@ -22,12 +22,27 @@ PRETRAIN_STAGES = ["download", "prepare", "train"]  # the train stage's upstream
 
 
 @flow(name="pretrain-wav2vec2", log_prints=True)
-def pretrain_wav2vec2(preset: str | None = None, name: str | None = None, max_steps: int | None = None,
-                      ray_workers: int | None = None, loader_workers: int | None = None, source: str | None = None,
-                      overrides: dict[str, Any] | None = None, stages: list[str] | None = None) -> dict[str, Any]:
+def pretrain_wav2vec2(
+    preset: str | None = None,
+    name: str | None = None,
+    max_steps: int | None = None,
+    ray_workers: int | None = None,
+    loader_workers: int | None = None,
+    source: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    stages: list[str] | None = None,
+) -> dict[str, Any]:
     """The pre-training profile (or ``preset``: tiny | small | base | large)."""
-    requested = training_overrides("wav2vec2_pretrain", preset=preset, name=name, max_steps=max_steps,
-                                   ray_workers=ray_workers, loader_workers=loader_workers, source=source,
-                                   overrides=overrides)
-    return run_training("pretrain-wav2vec2", "wav2vec2_pretrain", requested, stages=stages or PRETRAIN_STAGES,
-                        register=False)
+    requested = training_overrides(
+        "wav2vec2_pretrain",
+        preset=preset,
+        name=name,
+        max_steps=max_steps,
+        ray_workers=ray_workers,
+        loader_workers=loader_workers,
+        source=source,
+        overrides=overrides,
+    )
+    return run_training(
+        "pretrain-wav2vec2", "wav2vec2_pretrain", requested, stages=stages or PRETRAIN_STAGES, register=False
+    )

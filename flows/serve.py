@@ -37,19 +37,37 @@ def deployments(repo: Path) -> list:
     names, nightly = cfg["deployments"], cfg["nightly"]
     common = {"entrypoint_type": EntrypointType.MODULE_PATH, "tags": ["asr-toolkit"]}
     return [
-        train_quartznet.to_deployment(name=names["train-quartznet"], **common,
-                                      description="download -> ... -> benchmark for a QuartzNet preset, then registry"),
-        train_jasper.to_deployment(name=names["train-jasper"], **common,
-                                   description="download -> ... -> benchmark for a Jasper preset, then registry"),
-        train_rnnt.to_deployment(name=names["train-rnnt"], **common,
-                                 description="download -> ... -> benchmark for the RNN-Transducer, then registry"),
-        pretrain_wav2vec2.to_deployment(name=names["pretrain-wav2vec2"], **common,
-                                        description="download -> prepare -> train: wav2vec 2.0 pre-training"),
-        finetune_wav2vec2.to_deployment(name=names["finetune-wav2vec2"], **common,
-                                        description="wav2vec 2.0 CTC fine-tuning -> evaluate/export/benchmark, registry"),
-        benchmark_nightly.to_deployment(name=names["benchmark-nightly"], **common,
-                                        schedule=Cron(nightly["cron"], timezone=nightly["timezone"]),
-                                        description="benchmark the champion model(s), compare with earlier nights"),
+        train_quartznet.to_deployment(
+            name=names["train-quartznet"],
+            **common,
+            description="download -> ... -> benchmark for a QuartzNet preset, then registry",
+        ),
+        train_jasper.to_deployment(
+            name=names["train-jasper"],
+            **common,
+            description="download -> ... -> benchmark for a Jasper preset, then registry",
+        ),
+        train_rnnt.to_deployment(
+            name=names["train-rnnt"],
+            **common,
+            description="download -> ... -> benchmark for the RNN-Transducer, then registry",
+        ),
+        pretrain_wav2vec2.to_deployment(
+            name=names["pretrain-wav2vec2"],
+            **common,
+            description="download -> prepare -> train: wav2vec 2.0 pre-training",
+        ),
+        finetune_wav2vec2.to_deployment(
+            name=names["finetune-wav2vec2"],
+            **common,
+            description="wav2vec 2.0 CTC fine-tuning -> evaluate/export/benchmark, registry",
+        ),
+        benchmark_nightly.to_deployment(
+            name=names["benchmark-nightly"],
+            **common,
+            schedule=Cron(nightly["cron"], timezone=nightly["timezone"]),
+            description="benchmark the champion model(s), compare with earlier nights",
+        ),
     ]
 
 

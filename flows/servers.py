@@ -14,6 +14,7 @@ in its own session and stopped as a process group (SIGTERM, then SIGKILL after 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -94,8 +95,15 @@ class Servers:
         self.dir.mkdir(parents=True, exist_ok=True)
         log = self.dir / f"{name}.log"
         with open(log, "ab") as f:
-            proc = subprocess.Popen(cmd, cwd=self.repo, env=self.env(), stdout=f, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=self.repo,
+                env=self.env(),
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         entry = {"pid": proc.pid, "port": port, "url": url, "log": str(log), "cmd": cmd}
         state = self.state()
         state[name] = entry
@@ -127,8 +135,24 @@ class Servers:
         if not self.running("prefect"):
             port = pick_port(self.host, int(self.cfg["prefect_port"]))
             url = f"http://{self.host}:{port}"
-            self._spawn("prefect", [sys.executable, "-m", "prefect", "server", "start", "--host", self.host,
-                                    "--port", str(port), "--no-background", "--analytics-off"], port, url)
+            self._spawn(
+                "prefect",
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(port),
+                    "--no-background",
+                    "--analytics-off",
+                ],
+                port,
+                url,
+            )
             self._wait("prefect", lambda: _get(url + "/api/health") is not None, "the Prefect API")
         api = self.state()["prefect"]["url"] + "/api"
         print(f"Prefect server: {self.state()['prefect']['url']}  (log {self._rel('prefect')})")
@@ -148,8 +172,25 @@ class Servers:
 
             port = pick_port(self.host, int(self.cfg["mlflow_port"]))
             url = f"http://{self.host}:{port}"
-            self._spawn("mlflow", [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
-                                   "--host", self.host, "--port", str(port), "--workers", "1"], port, url)
+            self._spawn(
+                "mlflow",
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "ui",
+                    "--backend-store-uri",
+                    tracking_uri(),
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
+                port,
+                url,
+            )
             self._wait("mlflow", lambda: _get(url + "/health") is not None, "the MLflow UI")
         print(f"MLflow UI: {self.state()['mlflow']['url']}  (log {self._rel('mlflow')})")
 
@@ -202,15 +243,13 @@ def stop_group(pid: int, grace_s: float = 20.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.3)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _get(url: str, timeout: float = 3.0) -> bytes | None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (127.0.0.1 only)
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.read() if r.status == 200 else None
     except (urllib.error.URLError, OSError):
         return None

@@ -9,8 +9,9 @@ parent (``ASR_PARENT_RUN_ID``); when DVC skips the stage, the task opens the chi
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.states import Completed, State
@@ -37,8 +38,14 @@ def _task_run_id() -> str:
 
 
 @task(name="dvc-stage", task_run_name="{stage}")
-def dvc_stage(stage: str, parent_run_id: str, *, experiment: str = tracking.EXPERIMENT,
-              force: bool = False, env: Mapping[str, str] | None = None) -> Any:
+def dvc_stage(
+    stage: str,
+    parent_run_id: str,
+    *,
+    experiment: str = tracking.EXPERIMENT,
+    force: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Any:
     """``dvc repro --single-item <stage>``, output streamed to the Prefect log.
 
     Returns ``{"stage", "status", "seconds", "mlflow_run_id"}``; a stage DVC skipped comes
@@ -76,8 +83,14 @@ def dvc_stage(stage: str, parent_run_id: str, *, experiment: str = tracking.EXPE
 
 
 @task(name="register-model")
-def register_model(parent_run_id: str, *, model_name: str, train: Mapping[str, Any],
-                   wer_splits: list[str], extra_tags: Mapping[str, Any]) -> Any:
+def register_model(
+    parent_run_id: str,
+    *,
+    model_name: str,
+    train: Mapping[str, Any],
+    wer_splits: list[str],
+    extra_tags: Mapping[str, Any],
+) -> Any:
     """Register ``exports/<name>/``: its ``model.onnx`` (ONNX flavour), or a transducer's three graphs
     (the folder); alias ``candidate``, maybe ``champion`` (tasks/registry.py)."""
     from tasks.registry import export_graphs, register
@@ -86,24 +99,43 @@ def register_model(parent_run_id: str, *, model_name: str, train: Mapping[str, A
     repo = Path.cwd()
     export_dir = repo / "exports" / train["name"]
     if not export_graphs(export_dir):
-        msg = (f"registry: no exported model in {export_dir.relative_to(repo)} (model.onnx, or encoder/predictor/"
-               f"joint.onnx; no export stage output): nothing registered")
+        msg = (
+            f"registry: no exported model in {export_dir.relative_to(repo)} (model.onnx, or encoder/predictor/"
+            f"joint.onnx; no export stage output): nothing registered"
+        )
         logger.warning(msg)
         return Completed(name="Skipped", message=msg, data={"registered": False, "reason": msg})
-    child = tracking.start_flow_run("register", tags={"stage": "register", "prefect.task_run_id": _task_run_id()},
-                                    parent_run_id=parent_run_id)
-    tags = {"train_name": train["name"], "family": train["model"]["family"], "preset": train["model"]["preset"],
-            "flow_parent_run_id": parent_run_id, **extra_tags, **md5_tags(repo, ["train", "export"])}
+    child = tracking.start_flow_run(
+        "register", tags={"stage": "register", "prefect.task_run_id": _task_run_id()}, parent_run_id=parent_run_id
+    )
+    tags = {
+        "train_name": train["name"],
+        "family": train["model"]["family"],
+        "preset": train["model"]["preset"],
+        "flow_parent_run_id": parent_run_id,
+        **extra_tags,
+        **md5_tags(repo, ["train", "export"]),
+    }
     try:
-        summary = register(model_name=model_name, export_dir=export_dir, evaluation_path=repo / "reports" / "evaluate.json",
-                           run_id=child, tags=tags, splits=wer_splits)
+        summary = register(
+            model_name=model_name,
+            export_dir=export_dir,
+            evaluation_path=repo / "reports" / "evaluate.json",
+            run_id=child,
+            tags=tags,
+            splits=wer_splits,
+        )
     except BaseException as e:
         tracking.end_flow_run(child, error=e)
         raise
-    verdict = ("promoted to champion" if summary["promoted"] else
-               f"not promoted: champion v{summary['previous_champion']} has WER {summary['previous_champion_wer']}")
+    verdict = (
+        "promoted to champion"
+        if summary["promoted"]
+        else f"not promoted: champion v{summary['previous_champion']} has WER {summary['previous_champion_wer']}"
+    )
     how = "already registered (same ONNX graph) as" if summary["reused"] else "registered"
-    logger.info(f"{how} {summary['model_uri']} ({summary['wer_split']} WER {summary['wer']:.4f}), "
-                f"alias candidate; {verdict}")
+    logger.info(
+        f"{how} {summary['model_uri']} ({summary['wer_split']} WER {summary['wer']:.4f}), alias candidate; {verdict}"
+    )
     tracking.end_flow_run(child, tags={"registered_model": summary["model_uri"], "promoted": summary["promoted"]})
     return {"registered": True, **summary}

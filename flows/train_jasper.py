@@ -17,12 +17,26 @@ from flows.pipeline import run_training
 
 
 @flow(name="train-jasper", log_prints=True)
-def train_jasper(preset: str = "tiny", name: str | None = None, max_steps: int | None = None,
-                 ray_workers: int | None = None, loader_workers: int | None = None, source: str | None = None,
-                 overrides: dict[str, Any] | None = None, stages: list[str] | None = None,
-                 register_model: bool = True) -> dict[str, Any]:
+def train_jasper(
+    preset: str = "tiny",
+    name: str | None = None,
+    max_steps: int | None = None,
+    ray_workers: int | None = None,
+    loader_workers: int | None = None,
+    source: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    stages: list[str] | None = None,
+    register_model: bool = True,
+) -> dict[str, Any]:
     """Jasper ``preset``; outputs under ``models/jasper_<preset>`` unless ``name`` is given."""
-    requested = training_overrides("jasper", preset=preset, name=name, max_steps=max_steps,
-                                   ray_workers=ray_workers, loader_workers=loader_workers, source=source,
-                                   overrides=overrides)
+    requested = training_overrides(
+        "jasper",
+        preset=preset,
+        name=name,
+        max_steps=max_steps,
+        ray_workers=ray_workers,
+        loader_workers=loader_workers,
+        source=source,
+        overrides=overrides,
+    )
     return run_training("train-jasper", "jasper", requested, stages=stages, register=register_model)

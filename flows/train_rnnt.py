@@ -20,12 +20,26 @@ from flows.pipeline import run_training
 
 
 @flow(name="train-rnnt", log_prints=True)
-def train_rnnt(preset: str | None = None, name: str | None = None, max_steps: int | None = None,
-               ray_workers: int | None = None, loader_workers: int | None = None, source: str | None = None,
-               overrides: dict[str, Any] | None = None, stages: list[str] | None = None,
-               register_model: bool = True) -> dict[str, Any]:
+def train_rnnt(
+    preset: str | None = None,
+    name: str | None = None,
+    max_steps: int | None = None,
+    ray_workers: int | None = None,
+    loader_workers: int | None = None,
+    source: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    stages: list[str] | None = None,
+    register_model: bool = True,
+) -> dict[str, Any]:
     """The profile's transducer (or ``preset``); outputs under ``models/<train.name>``."""
-    requested = training_overrides("rnnt", preset=preset, name=name, max_steps=max_steps,
-                                   ray_workers=ray_workers, loader_workers=loader_workers, source=source,
-                                   overrides=overrides)
+    requested = training_overrides(
+        "rnnt",
+        preset=preset,
+        name=name,
+        max_steps=max_steps,
+        ray_workers=ray_workers,
+        loader_workers=loader_workers,
+        source=source,
+        overrides=overrides,
+    )
     return run_training("train-rnnt", "rnnt", requested, stages=stages, register=register_model)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import tasks.offline  # noqa: F401
 
@@ -32,8 +33,15 @@ def _regression_params(params: Mapping[str, Any] | None) -> dict:
     return dict(p or {})
 
 
-def previous_runs(experiment: str, *, tracking_uri: str | None = None, machine: str | None = None,
-                  model: str | None = None, exclude_run_id: str | None = None, limit: int = 5) -> list[dict[str, float]]:
+def previous_runs(
+    experiment: str,
+    *,
+    tracking_uri: str | None = None,
+    machine: str | None = None,
+    model: str | None = None,
+    exclude_run_id: str | None = None,
+    limit: int = 5,
+) -> list[dict[str, float]]:
     """Flat metrics of the last ``limit`` finished benchmark runs of ``experiment``, newest first
     (only those tagged with the same ``bench.machine`` and ``bench.model`` when these are given)."""
     import logging
@@ -47,9 +55,12 @@ def previous_runs(experiment: str, *, tracking_uri: str | None = None, machine: 
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    runs = client.search_runs([exp.experiment_id],
-                              filter_string="tags.stage = 'benchmark' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=max(50, 4 * limit))
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string="tags.stage = 'benchmark' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=max(50, 4 * limit),
+    )
     out = []
     for r in runs:
         if r.info.run_id == exclude_run_id or not r.data.metrics:  # a stage run that logged nothing
@@ -64,8 +75,9 @@ def previous_runs(experiment: str, *, tracking_uri: str | None = None, machine: 
     return out
 
 
-def compare_with_history(metrics: dict, *, params: dict, tracking_uri: str | None = None,
-                         experiment: str = "benchmark-nightly") -> dict:
+def compare_with_history(
+    metrics: dict, *, params: dict, tracking_uri: str | None = None, experiment: str = "benchmark-nightly"
+) -> dict:
     """``metrics``: a benchmark report (``reports/benchmark.json``) or its flat ``<cell>/<metric>`` form.
 
     Returns ``{"regressed", "findings": [{cell, metric, old, new, change, ...}], "report_md", "rows",
@@ -84,8 +96,14 @@ def compare_with_history(metrics: dict, *, params: dict, tracking_uri: str | Non
     current = flat_metrics(metrics) if is_report else {k: float(v) for k, v in metrics.items()}
     machine = machine_id(metrics["machine"]) if is_report and "machine" in metrics else None
     model = str(metrics["model"]) if is_report and "model" in metrics else None
-    history = previous_runs(experiment, tracking_uri=tracking_uri, machine=machine, model=model,
-                            exclude_run_id=metrics.get("mlflow_run_id") if is_report else None, limit=history_runs)
+    history = previous_runs(
+        experiment,
+        tracking_uri=tracking_uri,
+        machine=machine,
+        model=model,
+        exclude_run_id=metrics.get("mlflow_run_id") if is_report else None,
+        limit=history_runs,
+    )
     result = compare(current, history, rules, history_runs=history_runs)
     result["report_md"] = report_markdown(result, title=f"Benchmark regression check ({experiment})")
     return result
@@ -108,8 +126,12 @@ def main(argv: list[str] | None = None) -> dict:
         metrics = json.loads(report_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         p.error(f"{report_path}: invalid JSON: {e}")
-    result = compare_with_history(metrics, params=load_params(args.params, "benchmark"),
-                                  tracking_uri=args.tracking_uri, experiment=args.experiment)
+    result = compare_with_history(
+        metrics,
+        params=load_params(args.params, "benchmark"),
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+    )
     if args.out:
         from asr_core.io.atomic import atomic_write_text
 

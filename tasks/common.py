@@ -48,7 +48,7 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def fail(msg: str) -> "None":
+def fail(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
     raise SystemExit(2)
 

@@ -29,8 +29,11 @@ def main(argv: list[str] | None = None) -> dict:
     imp = sub.add_parser("import", help=".nemo -> model.pt")
     imp.add_argument("src", help="QuartzNet .nemo archive")
     imp.add_argument("dst", help="model.pt to write")
-    imp.add_argument("--no-check-features", action="store_true",
-                     help="import even if the archive's mel filterbank/window differ from its preprocessor config")
+    imp.add_argument(
+        "--no-check-features",
+        action="store_true",
+        help="import even if the archive's mel filterbank/window differ from its preprocessor config",
+    )
     exp = sub.add_parser("export", help="model.pt -> .nemo")
     exp.add_argument("src", help="model.pt of a QuartzNet")
     exp.add_argument("dst", help=".nemo archive to write")
@@ -47,8 +50,14 @@ def main(argv: list[str] | None = None) -> dict:
     for note in done.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"{args.command}: {args.src} -> {done.path} (QuartzNet, {done.num_params:,} parameters)")
-    return {"command": args.command, "src": str(args.src), "dst": str(done.path),
-            "num_params": done.num_params, "model_config": done.model_config, "notes": list(done.notes)}
+    return {
+        "command": args.command,
+        "src": str(args.src),
+        "dst": str(done.path),
+        "num_params": done.num_params,
+        "model_config": done.model_config,
+        "notes": list(done.notes),
+    }
 
 
 if __name__ == "__main__":

@@ -47,7 +47,10 @@ def measure(items: list[SourceItem], base: Path, progress: bool = True) -> dict:
         "bytes": sum(sizes.values()),
         "hours": round(total_s / 3600, 4),
         "unreadable_headers": unreadable,
-        "splits": {k: {"utterances": v["utterances"], "hours": round(v["seconds"] / 3600, 4)} for k, v in sorted(per_split.items())},
+        "splits": {
+            k: {"utterances": v["utterances"], "hours": round(v["seconds"] / 3600, 4)}
+            for k, v in sorted(per_split.items())
+        },
     }
 
 
@@ -81,8 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
         tr.set_tags({"source": summary["source"]})
         log_summary_artifact(tr, summary, "download_summary.json")
     write_report(args.report, summary)
-    print(f"download: {summary['source']}: {summary['utterances']} utterances, {summary['files']} files, "
-          f"{summary['bytes'] / 1e6:.1f} MB, {summary['hours']:.2f} h in {summary['fetch_seconds']:.0f} s")
+    print(
+        f"download: {summary['source']}: {summary['utterances']} utterances, {summary['files']} files, "
+        f"{summary['bytes'] / 1e6:.1f} MB, {summary['hours']:.2f} h in {summary['fetch_seconds']:.0f} s"
+    )
     return summary
 
 

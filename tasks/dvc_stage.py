@@ -16,9 +16,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 import yaml
 
@@ -36,15 +36,18 @@ class StageFailed(RuntimeError):
         self.stage, self.returncode, self.errors, self.tail = stage, returncode, errors, tail
         lines = errors or tail[-5:]
         super().__init__(
-            f"DVC stage '{stage}' failed (exit {returncode}): " + " | ".join(lines)
-            + "\n--- last output lines ---\n" + "\n".join(tail))
+            f"DVC stage '{stage}' failed (exit {returncode}): "
+            + " | ".join(lines)
+            + "\n--- last output lines ---\n"
+            + "\n".join(tail)
+        )
 
 
 @dataclass
 class StageResult:
     stage: str
-    ran: bool                  # the stage's command ran (False: skipped or restored from run-cache)
-    how: str                   # "ran" | "unchanged" | "run-cache"
+    ran: bool  # the stage's command ran (False: skipped or restored from run-cache)
+    how: str  # "ran" | "unchanged" | "run-cache"
     seconds: float
     tail: list[str] = field(default_factory=list)
 
@@ -77,8 +80,14 @@ def pipeline_stages(repo: str | Path) -> list[str]:
 
 def stage_graph(repo: str | Path) -> tuple[list[str], list[tuple[str, str]]]:
     """(stages in dvc.yaml order, edges upstream -> downstream) from ``dvc dag --dot``."""
-    r = subprocess.run([dvc_executable(), "dag", "--dot"], cwd=str(repo), env=subprocess_env(),
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [dvc_executable(), "dag", "--dot"],
+        cwd=str(repo),
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"dvc dag failed in {repo}: {r.stderr.strip() or r.stdout.strip()}")
     nodes, edges = [], []
@@ -109,8 +118,9 @@ def stage_plan(repo: str | Path, targets: list[str]) -> tuple[list[str], list[st
         need |= ups
     order, done = [], set()
     while len(order) < len(need):  # topological, ties in dvc.yaml order
-        ready = [n for n in nodes if n in need and n not in done
-                 and all(a in done for a, b in edges if b == n and a in need)]
+        ready = [
+            n for n in nodes if n in need and n not in done and all(a in done for a, b in edges if b == n and a in need)
+        ]
         if not ready:
             raise RuntimeError(f"dvc.yaml: dependency cycle among {sorted(need - done)}")
         order.append(ready[0])
@@ -122,22 +132,43 @@ def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a stage: the venv first on PATH, telemetry and progress bars off."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update({"DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "TQDM_DISABLE": "1",
-                "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+    env.update(
+        {
+            "DVC_NO_ANALYTICS": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "TQDM_DISABLE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+    )
     env.update(extra or {})
     return env
 
 
-def run_stage(stage: str, *, repo: str | Path, env: Mapping[str, str] | None = None,
-              log: Callable[[str], None] = print, force: bool = False) -> StageResult:
+def run_stage(
+    stage: str,
+    *,
+    repo: str | Path,
+    env: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = print,
+    force: bool = False,
+) -> StageResult:
     """``dvc repro --single-item [--force] <stage>`` in ``repo``; every output line goes to ``log``."""
     cmd = [dvc_executable(), "repro", "--single-item", *(["--force"] if force else []), stage]
     t0 = time.monotonic()
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     errors: list[str] = []
     ran = cached = False
-    proc = subprocess.Popen(cmd, cwd=str(repo), env=subprocess_env(env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=str(repo),
+        env=subprocess_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -159,8 +190,7 @@ def run_stage(stage: str, *, repo: str | Path, env: Mapping[str, str] | None = N
         raise
     if rc != 0:
         # The traceback header alone says nothing: keep the lines that name the error.
-        raise StageFailed(stage, rc, [e for e in errors if e != "Traceback (most recent call last):"][-6:],
-                          list(tail))
+        raise StageFailed(stage, rc, [e for e in errors if e != "Traceback (most recent call last):"][-6:], list(tail))
     how = "ran" if ran else ("run-cache" if cached else "unchanged")
     return StageResult(stage, ran, how, round(time.monotonic() - t0, 2), list(tail))
 

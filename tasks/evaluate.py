@@ -1,7 +1,8 @@
-"""Stage 5, evaluate: greedy CTC decoding of each evaluation split; WER and CER with jiwer.
+"""Stage 5, evaluate: decode each evaluation split with the model's objective; WER and CER with jiwer.
 
-A transducer ``model.pt`` (family ``rnnt``) is decoded greedily and with beam search instead
-(``evaluate.rnnt``, tasks/rnnt_evaluate.py), and an alignment picture is logged.
+A CTC model is decoded greedily and, with ``evaluate.lm``, with beam search and the lm stage's LM
+(weights tuned on the dev split); a transducer greedily and with beam search
+(``evaluate.transducer``), with an alignment picture.
 
 Writes ``reports/evaluate.json`` (declared as DVC metrics: ``dvc metrics show``) and
 ``reports/eval/<split>.tsv`` (utt_id, reference, hypothesis, word/char errors per
@@ -12,78 +13,34 @@ utterance); logs the same to MLflow. Usage::
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import tasks.offline  # noqa: F401
-from asr_core.io.atomic import atomic_write_text
-from tasks.beam_search import beam_evaluation, log_beam
 from tasks.common import load_params, stage_parser, write_report
 
-DEFAULTS = {"batch_seconds": 300.0, "num_workers": 1, "device": "cpu", "max_utterances": None, "lm": None}
+DEFAULTS = {"batch_seconds": 300.0, "num_workers": 1, "device": "cpu", "max_utterances": None}
 
 
-def _tsv(rows) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    w.writerow(["utt_id", "reference", "hypothesis", "word_errors", "words", "char_errors", "chars"])
-    w.writerows(rows)
-    return buf.getvalue()
+def _options(section: dict) -> dict:
+    from asr_core.objectives import OBJECTIVES, objective
+
+    own = {k: v for kind in OBJECTIVES for k, v in objective(kind).evaluate_options.items()}
+    unknown = sorted(set(section) - {"model", "splits", "manifest_dir", *DEFAULTS, *own})
+    if unknown:
+        raise ValueError(f"evaluate: unknown key(s) {unknown}")
+    return {**DEFAULTS, **own, **section}
 
 
 def run(section: dict, out_dir: Path) -> dict:
-    from asr_core.decoding import corpus_errors, transcribe_manifest, utterance_errors
-    from asr_core.train.checkpoint import load_model
+    from asr_core.models.artifact import load_model
+    from asr_core.objectives import objective
 
-    unknown = sorted(set(section) - {"model", "splits", "manifest_dir", "rnnt", *DEFAULTS})
-    if unknown:
-        raise ValueError(f"evaluate: unknown key(s) {unknown}")
-    opts = {**DEFAULTS, **section}
+    opts = _options(section)
     model_path = Path(opts["model"])
     if not model_path.is_file():
         raise FileNotFoundError(f"evaluate.model: {model_path} not found (run the train stage first)")
     model, features, vocab = load_model(model_path, device=opts["device"])
-    if getattr(model, "transducer", False):  # RNN-T: greedy + beam search, alignment (tasks/rnnt_evaluate.py)
-        from tasks.rnnt_evaluate import evaluate_transducer
-
-        return evaluate_transducer(model, features, vocab, opts, out_dir, _tsv)
-    beam = beam_evaluation(opts["lm"], vocab)  # None: greedy only
-
-    def transcribe(split: str, limit: int | None, where: str = "evaluate.splits"):
-        manifest = Path(opts["manifest_dir"]) / f"{split}.jsonl"
-        if not manifest.is_file():
-            raise FileNotFoundError(f"{where}: no manifest for split {split!r} at {manifest}")
-        return transcribe_manifest(
-            model, features.cfg, vocab, manifest, batch_seconds=opts["batch_seconds"],
-            num_workers=opts["num_workers"], max_utterances=limit, device=opts["device"],
-            keep_log_probs=beam is not None)
-
-    report: dict = {"model": str(model_path)}
-    done: dict = {}
-    if beam is not None:  # choose the LM weights on the tune (dev) split before decoding any split
-        tune = beam.settings.tune_split
-        if tune in opts["splits"]:
-            done[tune] = transcribe(tune, opts["max_utterances"])
-        report["beam"] = beam.tune((done.get(tune) or transcribe(tune, beam.settings.tune_utterances,
-                                                                  "evaluate.lm.tune_split"))[0])
-    for split in opts["splits"]:
-        transcripts, skipped = done.pop(split, None) or transcribe(split, opts["max_utterances"])
-        rows = []
-        for t in transcripts:
-            e = utterance_errors(t.ref, t.hyp)
-            rows.append([t.utt_id, t.ref, t.hyp, e.word_errors, e.words, e.char_errors, e.chars])
-        atomic_write_text(out_dir / f"{split}.tsv", _tsv(rows))
-        scores = corpus_errors((t.ref, t.hyp) for t in transcripts)
-        report[split] = {"wer": round(scores["wer"], 6), "cer": round(scores["cer"], 6),
-                         "utterances": scores["utterances"], "words": scores["words"], "skipped": len(skipped),
-                         "audio_hours": round(sum(t.duration for t in transcripts) / 3600, 4)}
-        print(f"evaluate: {split}: WER {100 * scores['wer']:.2f}%  CER {100 * scores['cer']:.2f}%  "
-              f"({scores['utterances']} utterances, {len(skipped)} unreadable)")
-        if beam is not None:  # beam + LM beside greedy, same log-probs: <split>.beam.tsv
-            beam_rows, report[split]["beam"] = beam.score(transcripts)
-            atomic_write_text(out_dir / f"{split}.beam.tsv", _tsv(beam_rows))
-    return report
+    return objective(model.kind).evaluate(model, features, vocab, opts, out_dir)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -103,11 +60,15 @@ def main(argv: list[str] | None = None) -> dict:
         tr.log_metrics({k: v for k, v in report.items() if isinstance(v, dict)})
         for split in section["splits"]:
             tr.log_artifact(out / f"{split}.tsv", artifact_path="eval")
-        log_beam(tr, report, out, section["splits"])
-        if report.get("family") == "rnnt":
-            from tasks.rnnt_evaluate import log_transducer
-
-            log_transducer(tr, report, out, section["splits"])
+        if "beam" in report:  # the LM weights tuned on dev, and the whole grid
+            b = report["beam"]
+            tr.log_params(
+                {"lm_weight": b["lm_weight"], "word_score": b["word_score"], "tune_split": b["tune_split"]},
+                prefix="beam.chosen.",
+            )
+            tr.log_dict(b, "eval/beam_tuning.json")
+        for path in report.get("artifacts", []):
+            tr.log_artifact(path, artifact_path="eval")
     write_report(args.report, report)
     return report
 

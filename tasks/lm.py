@@ -84,15 +84,26 @@ def run(section: dict, manifest_dir: Path, vocab_path: Path, out_dir: Path) -> d
         model, discounts = estimate_kneser_ney(counts)
         lm_path = write_arpa(model, out_dir / "lm.arpa")
         words = sorted(model.vocab)
-        report.update(source=source, order=order, sentences=counts.sentences, tokens=counts.tokens,
-                      ngrams=model.ngram_counts(), discounts=[d.to_dict() for d in discounts])
+        report.update(
+            source=source,
+            order=order,
+            sentences=counts.sentences,
+            tokens=counts.tokens,
+            ngrams=model.ngram_counts(),
+            discounts=[d.to_dict() for d in discounts],
+        )
     for other in {"lm.arpa", "lm.bin"} - {lm_path.name}:  # a stale file of the other kind would be ambiguous
         (out_dir / other).unlink(missing_ok=True)
     lexicon, rejected = build_lexicon(words, vocab)
     write_lexicon(lexicon, out_dir / "lexicon.txt")
-    report.update(lm_file=lm_path.name, lm_bytes=lm_path.stat().st_size, lexicon_words=len(lexicon),
-                  lexicon_rejected=len(rejected), lexicon_rejected_examples=rejected[:20],
-                  build_seconds=round(time.perf_counter() - t0, 2))
+    report.update(
+        lm_file=lm_path.name,
+        lm_bytes=lm_path.stat().st_size,
+        lexicon_words=len(lexicon),
+        lexicon_rejected=len(rejected),
+        lexicon_rejected_examples=rejected[:20],
+        build_seconds=round(time.perf_counter() - t0, 2),
+    )
     spelled = {"".join(s) for s in lexicon.values()}
     for split in opts["eval_splits"]:
         manifest = manifest_dir / f"{split}.jsonl"
@@ -126,8 +137,10 @@ def main(argv: list[str] | None = None) -> dict:
         log_summary_artifact(tr, report, "lm_summary.json")
     write_report(args.report, report)
     ppl = {s: report[s].get("perplexity") for s in section.get("eval_splits", DEFAULTS["eval_splits"])}
-    print(f"lm: {report['lm_file']} ({report.get('ngrams', 'existing')} n-grams), "
-          f"{report['lexicon_words']} lexicon words, perplexity {ppl}")
+    print(
+        f"lm: {report['lm_file']} ({report.get('ngrams', 'existing')} n-grams), "
+        f"{report['lexicon_words']} lexicon words, perplexity {ppl}"
+    )
     return report
 
 

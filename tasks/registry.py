@@ -23,8 +23,9 @@ is not registered again: the existing version gets the new evaluation's WER tags
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from tasks import tracking
 
@@ -56,8 +57,9 @@ def graphs_md5(graphs: Sequence[str | Path]) -> str:
     return hashlib.md5(listing.encode(), usedforsecurity=False).hexdigest()
 
 
-def pick_wer(evaluation: Mapping[str, Any], splits: Sequence[str] = DEFAULT_SPLITS,
-             where: str = "reports/evaluate.json") -> tuple[str, float]:
+def pick_wer(
+    evaluation: Mapping[str, Any], splits: Sequence[str] = DEFAULT_SPLITS, where: str = "reports/evaluate.json"
+) -> tuple[str, float]:
     """(split, WER) of the first of ``splits`` that the evaluation report holds."""
     for split in splits:
         entry = evaluation.get(split)
@@ -69,8 +71,9 @@ def pick_wer(evaluation: Mapping[str, Any], splits: Sequence[str] = DEFAULT_SPLI
 def _shape(value_info) -> list[int]:
     dims = value_info.type.tensor_type.shape.dim
     # dim_param (a named dynamic axis) or an unknown size -> -1; the batch axis is always -1.
-    return [-1 if i == 0 or d.dim_param or not d.HasField("dim_value") else int(d.dim_value)
-            for i, d in enumerate(dims)]
+    return [
+        -1 if i == 0 or d.dim_param or not d.HasField("dim_value") else int(d.dim_value) for i, d in enumerate(dims)
+    ]
 
 
 def onnx_signature(model, where: str):
@@ -84,8 +87,10 @@ def onnx_signature(model, where: str):
         for v in values:
             shape = _shape(v)
             if len(shape) >= 2 and -1 not in shape[1:]:
-                raise ValueError(f"{where}: {v.name!r} has shape {shape}: only the batch axis is variable; "
-                                 "export with a dynamic time axis")
+                raise ValueError(
+                    f"{where}: {v.name!r} has shape {shape}: only the batch axis is variable; "
+                    "export with a dynamic time axis"
+                )
             dtype = onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)
             out.append(TensorSpec(dtype, tuple(shape), v.name))
         return out
@@ -113,16 +118,22 @@ def registered_version(model_name: str, onnx_md5: str) -> Any | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        found = tracking.client().search_model_versions(
-            f"name = '{model_name}' and tags.onnx_md5 = '{onnx_md5}'")
+        found = tracking.client().search_model_versions(f"name = '{model_name}' and tags.onnx_md5 = '{onnx_md5}'")
     except MlflowException:
         return None
     return max(found, key=lambda v: int(v.version), default=None)
 
 
-def register(*, model_name: str, evaluation_path: str | Path, run_id: str, onnx_path: str | Path | None = None,
-             export_dir: str | Path | None = None, tags: Mapping[str, Any] | None = None,
-             splits: Sequence[str] = DEFAULT_SPLITS) -> dict[str, Any]:
+def register(
+    *,
+    model_name: str,
+    evaluation_path: str | Path,
+    run_id: str,
+    onnx_path: str | Path | None = None,
+    export_dir: str | Path | None = None,
+    tags: Mapping[str, Any] | None = None,
+    splits: Sequence[str] = DEFAULT_SPLITS,
+) -> dict[str, Any]:
     """Log the model into ``run_id``, register it, set aliases; returns a summary.
 
     The model: ``onnx_path`` (a single graph), or ``export_dir`` (its ``model.onnx``, else a
@@ -133,8 +144,10 @@ def register(*, model_name: str, evaluation_path: str | Path, run_id: str, onnx_
     evaluation_path = Path(evaluation_path)
     graphs = [Path(onnx_path)] if onnx_path is not None else export_graphs(export_dir)
     if not graphs or not all(p.is_file() for p in graphs):
-        raise FileNotFoundError(f"registry: no exported model at {onnx_path or export_dir} (model.onnx, or "
-                                f"{', '.join(TRANSDUCER_GRAPHS)}): run the export stage first")
+        raise FileNotFoundError(
+            f"registry: no exported model at {onnx_path or export_dir} (model.onnx, or "
+            f"{', '.join(TRANSDUCER_GRAPHS)}): run the export stage first"
+        )
     if not evaluation_path.is_file():
         raise FileNotFoundError(f"registry: {evaluation_path} not found (run the evaluate stage first)")
     evaluation = json.loads(evaluation_path.read_text(encoding="utf-8"))
@@ -160,10 +173,17 @@ def register(*, model_name: str, evaluation_path: str | Path, run_id: str, onnx_
     promoted = previous is None or previous_wer is None or wer < previous_wer or is_champion
     if promoted:
         c.set_registered_model_alias(model_name, CHAMPION, version)
-    return {"model_name": model_name, "version": version, "wer": wer, "wer_split": split,
-            "reused": existing is not None, "promoted": promoted,
-            "previous_champion": str(previous.version) if previous else None,
-            "previous_champion_wer": previous_wer, "model_uri": f"models:/{model_name}/{version}"}
+    return {
+        "model_name": model_name,
+        "version": version,
+        "wer": wer,
+        "wer_split": split,
+        "reused": existing is not None,
+        "promoted": promoted,
+        "previous_champion": str(previous.version) if previous else None,
+        "previous_champion_wer": previous_wer,
+        "model_uri": f"models:/{model_name}/{version}",
+    }
 
 
 def _log_onnx(graphs: list[Path], *, model_name: str, run_id: str, split: str) -> str:
@@ -177,9 +197,13 @@ def _log_onnx(graphs: list[Path], *, model_name: str, run_id: str, split: str) -
     mlflow.set_tracking_uri(tracking.tracking_uri())
     with mlflow.start_run(run_id=run_id):
         info = mlflow.onnx.log_model(
-            graph, name="model", signature=signature, registered_model_name=model_name,
+            graph,
+            name="model",
+            signature=signature,
+            registered_model_name=model_name,
             pip_requirements=[f"onnx=={onnx.__version__}", _pin("onnxruntime")],
-            metadata={"wer_split": split, "source": str(onnx_path)})
+            metadata={"wer_split": split, "source": str(onnx_path)},
+        )
     return str(info.registered_model_version)
 
 
@@ -195,9 +219,13 @@ def _log_export_folder(graphs: list[Path], *, model_name: str, run_id: str, spli
         c.get_registered_model(model_name)
     except MlflowException:
         c.create_registered_model(model_name)
-    mv = c.create_model_version(model_name, source=f"runs:/{run_id}/model", run_id=run_id,
-                                description=f"RNN-T export folder {folder} (wer_split {split}): "
-                                            f"{', '.join(p.name for p in graphs)}, rnnt_export.json, openvino/")
+    mv = c.create_model_version(
+        model_name,
+        source=f"runs:/{run_id}/model",
+        run_id=run_id,
+        description=f"RNN-T export folder {folder} (wer_split {split}): "
+        f"{', '.join(p.name for p in graphs)}, rnnt_export.json, openvino/",
+    )
     return str(mv.version)
 
 

@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> dict:
             tr.log_artifact(out / name, artifact_path="tokenizer")
         log_summary_artifact(tr, summary, "tokenizer_summary.json")
     write_report(args.report, summary)
-    print(f"tokenizer: {summary['ctc_outputs']} CTC outputs, sentencepiece {summary['spm_model_type']} "
-          f"{summary['spm_vocab_size']} pieces, {summary['spm_pieces_per_word']} pieces/word")
+    print(
+        f"tokenizer: {summary['ctc_outputs']} CTC outputs, sentencepiece {summary['spm_model_type']} "
+        f"{summary['spm_vocab_size']} pieces, {summary['spm_pieces_per_word']} pieces/word"
+    )
     return summary
 
 

@@ -15,8 +15,9 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import tasks.offline  # noqa: F401  (telemetry off before mlflow is imported)
 
@@ -34,7 +35,7 @@ def tracking_uri() -> str:
 
 def _artifact_root(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").resolve().as_uri()
     return None
 
 
@@ -92,7 +93,9 @@ class StageRun:
             self._mlflow.log_params(dict(items[i : i + 100]))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        flat = {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        flat = {
+            k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if flat:
             self._mlflow.log_metrics(flat, step=step)
 
@@ -161,8 +164,14 @@ def experiment_id(name: str = EXPERIMENT) -> str:
     return exp.experiment_id
 
 
-def start_flow_run(name: str, *, tags: Mapping[str, Any], params: Mapping[str, Any] | None = None,
-                   experiment: str = EXPERIMENT, parent_run_id: str | None = None) -> str:
+def start_flow_run(
+    name: str,
+    *,
+    tags: Mapping[str, Any],
+    params: Mapping[str, Any] | None = None,
+    experiment: str = EXPERIMENT,
+    parent_run_id: str | None = None,
+) -> str:
     """Open a run for a flow (or, with ``parent_run_id``, a child of one); returns its id."""
     from mlflow.entities import Param
 
@@ -177,8 +186,9 @@ def start_flow_run(name: str, *, tags: Mapping[str, Any], params: Mapping[str, A
     return run_id
 
 
-def end_flow_run(run_id: str, *, error: BaseException | str | None = None,
-                 tags: Mapping[str, Any] | None = None) -> None:
+def end_flow_run(
+    run_id: str, *, error: BaseException | str | None = None, tags: Mapping[str, Any] | None = None
+) -> None:
     """FINISHED, or FAILED with the error as the ``error`` tag."""
     c = client()
     for k, v in (tags or {}).items():
@@ -189,13 +199,16 @@ def end_flow_run(run_id: str, *, error: BaseException | str | None = None,
     c.set_terminated(run_id, status="FAILED" if error is not None else "FINISHED")
 
 
-def find_child_run(parent_run_id: str, stage: str, experiment: str = EXPERIMENT,
-                   since_ms: int | None = None) -> str | None:
+def find_child_run(
+    parent_run_id: str, stage: str, experiment: str = EXPERIMENT, since_ms: int | None = None
+) -> str | None:
     """The newest run a stage process opened under ``parent_run_id`` (ASR_PARENT_RUN_ID), if any;
     with ``since_ms``, only one started at or after that time (this attempt's, not a retried one's)."""
     since = f" and attributes.start_time >= {int(since_ms)}" if since_ms is not None else ""
     runs = client().search_runs(
         [experiment_id(experiment)],
         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.stage = '{stage}'{since}",
-        order_by=["attributes.start_time DESC"], max_results=1)
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return runs[0].info.run_id if runs else None

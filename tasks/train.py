@@ -42,8 +42,14 @@ import tasks.offline  # noqa: F401
 from tasks.common import load_params, stage_parser, write_report
 
 RAY_DEFAULTS: dict[str, Any] = {
-    "address": None, "num_workers": 0, "use_gpu": False, "resources_per_worker": None,
-    "num_cpus": None, "object_store_mb": 256, "torch_threads": None, "storage_path": None,
+    "address": None,
+    "num_workers": 0,
+    "use_gpu": False,
+    "resources_per_worker": None,
+    "num_cpus": None,
+    "object_store_mb": 256,
+    "torch_threads": None,
+    "storage_path": None,
 }
 log = logging.getLogger("tasks.train")  # not print(): Ray Train tees a worker's print to two places
 TOP_KEYS = {"name", "seed", "model", "features", "data", "augment", "optim", "decoding", "loop", "ray"}
@@ -71,18 +77,25 @@ class StageLogger:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(prefix + k, float(v), now, step) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        batch = [
+            Metric(prefix + k, float(v), now, step)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
         self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
 
     def on_log(self, step: int, m: dict[str, Any]) -> None:
-        log.info(f"step {step:6d}  loss {m['loss']:.4f}  lr {m['lr']:.3g}  |g| {m['grad_norm']:.3g}  "
-                 f"{m['sequences_per_s']:.1f} seq/s  {m['audio_s_per_s']:.1f} audio s/s  epoch {m['epoch']}")
+        log.info(
+            f"step {step:6d}  loss {m['loss']:.4f}  lr {m['lr']:.3g}  |g| {m['grad_norm']:.3g}  "
+            f"{m['sequences_per_s']:.1f} seq/s  {m['audio_s_per_s']:.1f} audio s/s  epoch {m['epoch']}"
+        )
         self._log(m, step, "train_")
 
     def on_eval(self, step: int, m: dict[str, Any]) -> None:
-        log.info(f"step {step:6d}  dev WER {m.get('wer', float('nan')):.4f}  CER {m.get('cer', float('nan')):.4f}  "
-                 f"loss {m.get('loss', float('nan')):.3f}  ({m.get('seconds', 0):.1f} s)")
+        log.info(
+            f"step {step:6d}  dev WER {m.get('wer', float('nan')):.4f}  CER {m.get('cer', float('nan')):.4f}  "
+            f"loss {m.get('loss', float('nan')):.3f}  ({m.get('seconds', 0):.1f} s)"
+        )
         self._log(m, step, "dev_")
 
     def on_checkpoint(self, step: int, path: Path) -> None:
@@ -111,12 +124,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         device = ray.train.torch.get_device()
     loop = TrainConfig.from_dict({**config["loop"], "seed": config["seed"]})
     recipe_cls, config_cls = recipe_classes(config["family"])
-    recipe = recipe_cls(config_cls.from_dict(config["recipe"]), max_steps=loop.max_steps,
-                        grad_accum=loop.grad_accum, seed=config["seed"], rank=rank, world_size=world, device=device)
+    recipe = recipe_cls(
+        config_cls.from_dict(config["recipe"]),
+        max_steps=loop.max_steps,
+        grad_accum=loop.grad_accum,
+        seed=config["seed"],
+        rank=rank,
+        world_size=world,
+        device=device,
+    )
     out = Path(config["model_dir"])
     callbacks = [StageLogger(config["run_id"], config["tracking_uri"])] if rank == 0 else []
-    summary = train(loop, recipe, out / "checkpoints", callbacks,
-                    best_model_path=out / "model.pt", final_model_path=out / "final.pt")
+    summary = train(
+        loop,
+        recipe,
+        out / "checkpoints",
+        callbacks,
+        best_model_path=out / "model.pt",
+        final_model_path=out / "final.pt",
+    )
     summary["num_parameters"] = sum(p.numel() for p in recipe.model.parameters())
     summary["steps_per_epoch"] = recipe.steps_per_epoch
     return summary
@@ -149,21 +175,33 @@ def _check_resumable(model_dir: Path, fingerprint: dict[str, Any], fresh: bool) 
         saved = json.loads(record.read_text(encoding="utf-8"))
         if saved != fingerprint:
             diff = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
-            raise ValueError(f"{ckpt_dir} holds checkpoints made with other params (differing: {diff}); "
-                             f"run with --fresh to start over, or use another name")
+            raise ValueError(
+                f"{ckpt_dir} holds checkpoints made with other params (differing: {diff}); "
+                f"run with --fresh to start over, or use another name"
+            )
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def run(section: dict[str, Any], out_root: Path, run_id: str | None = None, tracking_uri: str | None = None,
-        fresh: bool = False) -> dict[str, Any]:
+def run(
+    section: dict[str, Any],
+    out_root: Path,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+    fresh: bool = False,
+) -> dict[str, Any]:
     """Train as ``section`` says; returns rank 0's summary. ``run_id``: the MLflow run rank 0 logs into."""
     config, ray_cfg, name = worker_config(section, out_root, run_id, tracking_uri, fresh)
     return _fit(config, ray_cfg, name)
 
 
-def worker_config(section: dict[str, Any], out_root: Path, run_id: str | None = None,
-                  tracking_uri: str | None = None, fresh: bool = False) -> tuple[dict, dict, str]:
+def worker_config(
+    section: dict[str, Any],
+    out_root: Path,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+    fresh: bool = False,
+) -> tuple[dict, dict, str]:
     """Check ``section`` and the checkpoint folder; ``(config for train_loop_per_worker, ray params, name)``.
 
     A key set to null is absent (a flow's profile nulls the committed keys it does not set)."""
@@ -176,8 +214,9 @@ def worker_config(section: dict[str, Any], out_root: Path, run_id: str | None = 
 
     name = str(section.get("name") or "model")
     seed = int(section.get("seed", 0))
-    recipe = _absolute({k: section[k] for k in ("model", "features", "data", "augment", "optim", "decoding")
-                        if k in section})
+    recipe = _absolute(
+        {k: section[k] for k in ("model", "features", "data", "augment", "optim", "decoding") if k in section}
+    )
     family = str((section.get("model") or {}).get("family", "quartznet"))
     recipe_classes(family)[1].from_dict(recipe)  # fail in the driver, before any worker starts
     loop = dict(section.get("loop") or {})
@@ -188,12 +227,24 @@ def worker_config(section: dict[str, Any], out_root: Path, run_id: str | None = 
         raise ValueError(f"train.ray: unknown key(s) {unknown}; known: {sorted(RAY_DEFAULTS)}")
 
     model_dir = (out_root / name).resolve()
-    fingerprint = {"recipe": recipe, "seed": seed, "num_workers": ray_cfg["num_workers"],
-                   **{k: loop.get(k) for k in ("grad_accum", "precision")}}
+    fingerprint = {
+        "recipe": recipe,
+        "seed": seed,
+        "num_workers": ray_cfg["num_workers"],
+        **{k: loop.get(k) for k in ("grad_accum", "precision")},
+    }
     _check_resumable(model_dir, json.loads(json.dumps(fingerprint)), fresh)
-    config = {"family": family, "recipe": recipe, "loop": loop, "seed": seed, "model_dir": str(model_dir), "run_id": run_id,
-              "tracking_uri": tracking_uri, "use_gpu": bool(ray_cfg["use_gpu"]),
-              "torch_threads": ray_cfg["torch_threads"]}
+    config = {
+        "family": family,
+        "recipe": recipe,
+        "loop": loop,
+        "seed": seed,
+        "model_dir": str(model_dir),
+        "run_id": run_id,
+        "tracking_uri": tracking_uri,
+        "use_gpu": bool(ray_cfg["use_gpu"]),
+        "torch_threads": ray_cfg["torch_threads"],
+    }
     return config, ray_cfg, name
 
 
@@ -209,8 +260,9 @@ def _LocalTorchTrainer(base: type) -> type:
 
     class LocalTorchTrainer(base):
         def _create_default_callbacks(self):
-            return [c for c in super()._create_default_callbacks()
-                    if type(c).__name__ != "PlacementGroupCleanerCallback"]
+            return [
+                c for c in super()._create_default_callbacks() if type(c).__name__ != "PlacementGroupCleanerCallback"
+            ]
 
     return LocalTorchTrainer
 
@@ -230,16 +282,23 @@ def _fit(config: dict[str, Any], ray_cfg: dict[str, Any], name: str) -> dict[str
             # machine the training workers, and their data loaders, then lose the CPU to anything
             # else. They are the job here: run them at the driver's priority.
             os.environ.setdefault("RAY_worker_niceness", "0")
-            ray.init(num_cpus=ray_cfg["num_cpus"] or os.cpu_count(), include_dashboard=False,
-                     object_store_memory=int(ray_cfg["object_store_mb"]) * 2**20, log_to_driver=True)
+            ray.init(
+                num_cpus=ray_cfg["num_cpus"] or os.cpu_count(),
+                include_dashboard=False,
+                object_store_memory=int(ray_cfg["object_store_mb"]) * 2**20,
+                log_to_driver=True,
+            )
         started = True
     try:
         trainer_cls = _LocalTorchTrainer(TorchTrainer) if started and not ray_cfg["address"] else TorchTrainer
         trainer = trainer_cls(
-            train_loop_per_worker, train_loop_config=config,
-            scaling_config=ScalingConfig(num_workers=n, use_gpu=bool(ray_cfg["use_gpu"]),
-                                         resources_per_worker=ray_cfg["resources_per_worker"]),
-            run_config=RunConfig(name=f"train-{name}", storage_path=ray_cfg["storage_path"]))
+            train_loop_per_worker,
+            train_loop_config=config,
+            scaling_config=ScalingConfig(
+                num_workers=n, use_gpu=bool(ray_cfg["use_gpu"]), resources_per_worker=ray_cfg["resources_per_worker"]
+            ),
+            run_config=RunConfig(name=f"train-{name}", storage_path=ray_cfg["storage_path"]),
+        )
         result = trainer.fit()
     finally:
         if started:
@@ -251,12 +310,31 @@ def _fit(config: dict[str, Any], ray_cfg: dict[str, Any], name: str) -> dict[str
 
 def report_from(summary: dict[str, Any]) -> dict[str, Any]:
     best, final = summary.get("best_metrics") or {}, summary.get("final_metrics") or {}
-    keep = ("steps", "final_loss", "best_step", "wall_seconds", "train_seconds", "sequences_per_s",
-            "audio_s_per_s", "bad_batches", "skipped_utterances", "overflow_steps", "world_size", "epoch",
-            "num_parameters", "steps_per_epoch", "stopped_by", "resumed_from")
+    keep = (
+        "steps",
+        "final_loss",
+        "best_step",
+        "wall_seconds",
+        "train_seconds",
+        "sequences_per_s",
+        "audio_s_per_s",
+        "bad_batches",
+        "skipped_utterances",
+        "overflow_steps",
+        "world_size",
+        "epoch",
+        "num_parameters",
+        "steps_per_epoch",
+        "stopped_by",
+        "resumed_from",
+    )
     rep = {k: summary.get(k) for k in keep}
-    rep.update(best_dev_wer=best.get("wer"), best_dev_cer=best.get("cer"),
-               final_dev_wer=final.get("wer"), final_dev_cer=final.get("cer"))
+    rep.update(
+        best_dev_wer=best.get("wer"),
+        best_dev_cer=best.get("cer"),
+        final_dev_wer=final.get("wer"),
+        final_dev_cer=final.get("cer"),
+    )
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in rep.items()}
 
 
@@ -286,9 +364,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             tr.log_artifact(last, artifact_path="checkpoints")
         log_summary_artifact(tr, summary, "train_summary.json")
     write_report(args.report, report)
-    print(f"train: {report['steps']} steps, final loss {report['final_loss']}, best dev WER {report['best_dev_wer']} "
-          f"CER {report['best_dev_cer']} (step {report['best_step']}), {report['audio_s_per_s']} audio s/s, "
-          f"{report['wall_seconds']} s")
+    print(
+        f"train: {report['steps']} steps, final loss {report['final_loss']}, best dev WER {report['best_dev_wer']} "
+        f"CER {report['best_dev_cer']} (step {report['best_step']}), {report['audio_s_per_s']} audio s/s, "
+        f"{report['wall_seconds']} s"
+    )
     return report
 
 

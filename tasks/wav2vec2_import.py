@@ -31,16 +31,17 @@ def _task_normalize(path: Path) -> bool | None:
     return None
 
 
-def run(checkpoint: str | Path, out: str | Path, dictionary: str | Path | None = None,
-        normalize: bool | None = None) -> dict:
+def run(
+    checkpoint: str | Path, out: str | Path, dictionary: str | Path | None = None, normalize: bool | None = None
+) -> dict:
     import torch
 
+    from asr_core.io.atomic import atomic_path
+    from asr_core.models.artifact import save_model
     from asr_core.models.wav2vec2 import WaveformConfig
     from asr_core.models.wav2vec2.fairseq import import_fairseq
     from asr_core.text import CharVocab
-    from asr_core.train.checkpoint import save_model
     from asr_core.train.wav2vec2_recipe import PRETRAIN_FORMAT
-    from asr_core.io.atomic import atomic_path
 
     checkpoint, out = Path(checkpoint), Path(out)
     model, cfg, finetuned = import_fairseq(checkpoint, dictionary=dictionary)
@@ -50,23 +51,45 @@ def run(checkpoint: str | Path, out: str | Path, dictionary: str | Path | None =
     out.parent.mkdir(parents=True, exist_ok=True)
     if finetuned and dictionary is not None:
         vocab = CharVocab()
-        save_model(out, family="wav2vec2", model_config=cfg.to_dict(), num_outputs=vocab.num_outputs,
-                   features=features.to_dict(), vocab=vocab.to_dict(), state_dict=model.state_dict(), step=0,
-                   metrics={"imported_from": str(checkpoint)})
+        save_model(
+            out,
+            kind="ctc",
+            frontend="waveform",
+            family="wav2vec2",
+            model_config=cfg.to_dict(),
+            num_outputs=vocab.num_outputs,
+            features=features.to_dict(),
+            vocab=vocab.to_dict(),
+            state_dict=model.state_dict(),
+            step=0,
+            metrics={"imported_from": str(checkpoint)},
+        )
         kind = "ctc"
     else:
         enc = model if finetuned else model.encoder
-        state = ({f"encoder.{k}": v for k, v in enc.state_dict().items()} if finetuned else model.state_dict())
-        obj = {"format": PRETRAIN_FORMAT, "version": 1, "family": "wav2vec2_pretrain",
-               "model_config": cfg.to_dict(), "features": features.to_dict(),
-               "model": {k: v.detach().cpu().clone() for k, v in state.items()}, "step": 0,
-               "metrics": {"imported_from": str(checkpoint)}}
+        state = {f"encoder.{k}": v for k, v in enc.state_dict().items()} if finetuned else model.state_dict()
+        obj = {
+            "format": PRETRAIN_FORMAT,
+            "version": 1,
+            "family": "wav2vec2_pretrain",
+            "model_config": cfg.to_dict(),
+            "features": features.to_dict(),
+            "model": {k: v.detach().cpu().clone() for k, v in state.items()},
+            "step": 0,
+            "metrics": {"imported_from": str(checkpoint)},
+        }
         with atomic_path(out) as tmp, open(tmp, "wb") as f:
             torch.save(obj, f)
         kind = "encoder" if finetuned else "pretraining"
     n = sum(p.numel() for p in model.parameters())
-    return {"out": str(out), "kind": kind, "parameters": n, "num_layers": cfg.num_layers,
-            "embed_dim": cfg.embed_dim, "normalize": normalize}
+    return {
+        "out": str(out),
+        "kind": kind,
+        "parameters": n,
+        "num_layers": cfg.num_layers,
+        "embed_dim": cfg.embed_dim,
+        "normalize": normalize,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -79,8 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
     g.add_argument("--no-normalize", dest="normalize", action="store_false")
     args = p.parse_args(argv)
     result = run(args.checkpoint, args.out, args.dictionary, args.normalize)
-    print(f"wav2vec2_import: {result['kind']} model, {result['parameters'] / 1e6:.2f} M parameters, "
-          f"{result['num_layers']} x {result['embed_dim']}, normalize={result['normalize']} -> {result['out']}")
+    print(
+        f"wav2vec2_import: {result['kind']} model, {result['parameters'] / 1e6:.2f} M parameters, "
+        f"{result['num_layers']} x {result['embed_dim']}, normalize={result['normalize']} -> {result['out']}"
+    )
     return result
 
 

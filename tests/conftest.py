@@ -48,3 +48,12 @@ def _default_sigchld():
     import signal
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="session")
+def ov_bf16() -> bool:
+    """Whether OpenVINO runs bf16 on this CPU (AVX512-BF16 or AMX); without it the bf16 runners
+    are skipped with the reason, which tests check instead of their figures."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")

@@ -21,13 +21,13 @@ from asr_core.lm import (
     write_lexicon,
 )
 from asr_core.models import build_model, model_config
+from asr_core.models.artifact import save_model
 from asr_core.models.ctc import greedy_decode
+from asr_core.objectives.ctc.beam import BeamEvalSettings
 from asr_core.testing import write_audio
 from asr_core.text import CharVocab
-from asr_core.train.checkpoint import save_model
 from tasks import evaluate as evaluate_task
 from tasks import transcribe as transcribe_task
-from tasks.beam_search import BeamEvalSettings
 
 V = CharVocab()
 LM_TEXT = ["the cat sat"] * 20 + ["the cat ran", "a dog sat", "the dog ran", "a cot"]
@@ -52,9 +52,15 @@ def frames(*spec) -> torch.Tensor:
     """One (T, V) log-prob frame per item: a char (p 0.9), "-" for blank, or {char: p} (rest spread evenly)."""
     rows = []
     for item in spec:
-        probs = {V.blank: 0.9} if item == "-" else ({V.encode(item)[0]: 0.9} if isinstance(item, str)
-                                                     else {V.blank if c == "-" else V.encode(c)[0]: p
-                                                           for c, p in item.items()})
+        probs = (
+            {V.blank: 0.9}
+            if item == "-"
+            else (
+                {V.encode(item)[0]: 0.9}
+                if isinstance(item, str)
+                else {V.blank if c == "-" else V.encode(c)[0]: p for c, p in item.items()}
+            )
+        )
         rest = (1 - sum(probs.values())) / (V.num_outputs - len(probs))
         row = torch.full((V.num_outputs,), rest)
         for i, p in probs.items():
@@ -139,15 +145,31 @@ def tiny_setup(tmp_path_factory, lm_dir):
     torch.manual_seed(0)
     cfg = model_config("quartznet", "tiny")
     model = build_model("quartznet", "tiny", V.num_outputs)
-    model_path = save_model(root / "model.pt", family="quartznet", model_config=cfg.to_dict(),
-                            num_outputs=V.num_outputs, features=FilterbankConfig().to_dict(), vocab=V.to_dict(),
-                            state_dict=model.state_dict(), step=0)
+    model_path = save_model(
+        root / "model.pt",
+        kind="ctc",
+        frontend="filterbank",
+        family="quartznet",
+        model_config=cfg.to_dict(),
+        num_outputs=V.num_outputs,
+        features=FilterbankConfig().to_dict(),
+        vocab=V.to_dict(),
+        state_dict=model.state_dict(),
+        step=0,
+    )
     for split, texts in {"dev": ["the cat sat", "a dog sat", "the dog ran"], "test": ["a cot", "the cat ran"]}.items():
         rows = []
         for i, t in enumerate(texts):
             write_audio(root / "audio" / f"{split}{i}.flac", 0.6 + 0.1 * i, 16000, seed=i)
-            rows.append({"audio_filepath": f"audio/{split}{i}.flac", "duration": 0.6 + 0.1 * i, "text": t,
-                         "utt_id": f"{split}{i}", "speaker": "s"})
+            rows.append(
+                {
+                    "audio_filepath": f"audio/{split}{i}.flac",
+                    "duration": 0.6 + 0.1 * i,
+                    "text": t,
+                    "utt_id": f"{split}{i}",
+                    "speaker": "s",
+                }
+            )
         write_jsonl(root / f"{split}.jsonl", rows)
     return root, model_path
 
@@ -162,13 +184,24 @@ def test_evaluate_reports_greedy_and_beam_and_tunes_on_dev_only(tiny_setup, lm_d
         return real(decoder, log_probs, refs, *a, **kw)
 
     monkeypatch.setattr(beam_mod, "tune_weights", spy)
-    section = {"model": str(model_path), "splits": ["test", "dev"], "manifest_dir": str(root), "num_workers": 0,
-               "lm": {"dir": str(lm_dir), "beam_size": 8, "tune_utterances": 2,
-                      "lm_weights": [0.5, 1.0], "word_scores": [0.0, 1.0]}}
+    section = {
+        "model": str(model_path),
+        "splits": ["test", "dev"],
+        "manifest_dir": str(root),
+        "num_workers": 0,
+        "lm": {
+            "dir": str(lm_dir),
+            "beam_size": 8,
+            "tune_utterances": 2,
+            "lm_weights": [0.5, 1.0],
+            "word_scores": [0.0, 1.0],
+        },
+    }
     params = tmp_path / "evaluate.yaml"
     params.write_text(json.dumps({"evaluate": section}))  # JSON is YAML
-    report = evaluate_task.main(["--params", str(params), "--out", str(tmp_path / "eval"),
-                                 "--report", str(tmp_path / "evaluate.json")])
+    report = evaluate_task.main(
+        ["--params", str(params), "--out", str(tmp_path / "eval"), "--report", str(tmp_path / "evaluate.json")]
+    )
     assert seen_refs == ["the cat sat", "a dog sat"]  # the first 2 dev utterances, nothing from test
     b = report["beam"]
     assert b["tune_split"] == "dev" and b["tune_utterances"] == 2 and len(b["grid"]) == 4
@@ -177,10 +210,15 @@ def test_evaluate_reports_greedy_and_beam_and_tunes_on_dev_only(tiny_setup, lm_d
         assert {"wer", "cer"} <= set(report[split]) and {"wer", "cer"} <= set(report[split]["beam"])
         with open(tmp_path / "eval" / f"{split}.beam.tsv") as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
-        assert len(rows) == n and all(set(r["hypothesis"].split()) <= {"the", "a", "cat", "cot", "dog", "sat", "ran"}
-                                      for r in rows)
-    run = mlflow.search_runs(search_all_experiments=True, filter_string="tags.stage = 'evaluate'",
-                             order_by=["start_time DESC"], max_results=1).iloc[0]
+        assert len(rows) == n and all(
+            set(r["hypothesis"].split()) <= {"the", "a", "cat", "cot", "dog", "sat", "ran"} for r in rows
+        )
+    run = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string="tags.stage = 'evaluate'",
+        order_by=["start_time DESC"],
+        max_results=1,
+    ).iloc[0]
     assert float(run["params.beam.chosen.lm_weight"]) == b["lm_weight"]
     assert run["metrics.test.beam.wer"] == pytest.approx(report["test"]["beam"]["wer"])
 
@@ -190,11 +228,21 @@ def test_transcribe_with_lm(tiny_setup, lm_dir, tmp_path, capsys):
     report = tmp_path / "evaluate.json"
     report.write_text(json.dumps({"beam": {"lm_weight": 1.0, "word_score": 0.5}}))
     audio = str(root / "audio" / "dev0.flac")
-    texts = transcribe_task.main(["--model", str(model_path), "--lm", str(lm_dir), "--weights-from", str(report),
-                                  "--beam-size", "8", audio])
+    texts = transcribe_task.main(
+        ["--model", str(model_path), "--lm", str(lm_dir), "--weights-from", str(report), "--beam-size", "8", audio]
+    )
     assert len(texts) == 1 and set(texts[0].split()) <= {"the", "a", "cat", "cot", "dog", "sat", "ran"}
     assert capsys.readouterr().out.startswith(f"{audio}\t")
     with pytest.raises(ValueError, match="no 'beam' entry"):
         (tmp_path / "greedy.json").write_text("{}")
-        transcribe_task.main(["--model", str(model_path), "--lm", str(lm_dir / "lm.arpa"),
-                              "--weights-from", str(tmp_path / "greedy.json"), audio])
+        transcribe_task.main(
+            [
+                "--model",
+                str(model_path),
+                "--lm",
+                str(lm_dir / "lm.arpa"),
+                "--weights-from",
+                str(tmp_path / "greedy.json"),
+                audio,
+            ]
+        )

@@ -22,18 +22,26 @@ NIGHTS = [  # newest first: a little noise around RTFx 180 / 40, WER fixed
     ({CELLS[0]: 176.0, CELLS[1]: 39.0}, {"cpu/openvino_bf16": 0.4355}),
     ({CELLS[0]: 180.0, CELLS[1]: 40.0}, {"cpu/openvino_bf16": 0.4355}),
 ]
-PARAMS = {"benchmark": {"regression": {"history_runs": 5, "rules": {"rtfx": {"better": "higher", "max_change": 0.10},
-                                                                    "wer": {"better": "equal", "max_change": 0.0}}}}}
+PARAMS = {
+    "benchmark": {
+        "regression": {
+            "history_runs": 5,
+            "rules": {"rtfx": {"better": "higher", "max_change": 0.10}, "wer": {"better": "equal", "max_change": 0.0}},
+        }
+    }
+}
 
 
 def test_compare_pure():
     rules = parse_rules(None)  # defaults: 10% RTFx, any WER change
     history = [flat_metrics(_report(*n)) for n in NIGHTS]
-    ok = compare(flat_metrics(_report({CELLS[0]: 170.0, CELLS[1]: 44.0}, {"cpu/openvino_bf16": 0.4355})),
-                 history, rules)
+    ok = compare(
+        flat_metrics(_report({CELLS[0]: 170.0, CELLS[1]: 44.0}, {"cpu/openvino_bf16": 0.4355})), history, rules
+    )
     assert not ok["regressed"] and ok["findings"] == [] and ok["compared"] == 3
-    bad = compare(flat_metrics(_report({CELLS[0]: 150.0, CELLS[1]: 40.0}, {"cpu/openvino_bf16": 0.4360})),
-                  history, rules)
+    bad = compare(
+        flat_metrics(_report({CELLS[0]: 150.0, CELLS[1]: 40.0}, {"cpu/openvino_bf16": 0.4360})), history, rules
+    )
     assert bad["regressed"]
     by = {(f["cell"], f["metric"]): f for f in bad["findings"]}
     assert set(by) == {(CELLS[0], "rtfx"), ("cpu/openvino_bf16", "wer")}
@@ -60,8 +68,9 @@ def _log_history(uri: str, experiment: str, nights, model="models/m/model.pt") -
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
     for rtfx, wer in reversed(nights):  # oldest first, as the nights happened
-        run = client.create_run(exp_id, tags={"stage": "benchmark", "bench.machine": machine_id(MACHINE),
-                                              "bench.model": model})
+        run = client.create_run(
+            exp_id, tags={"stage": "benchmark", "bench.machine": machine_id(MACHINE), "bench.model": model}
+        )
         for k, v in flat_metrics(_report(rtfx, wer, model)).items():
             client.log_metric(run.info.run_id, k, v)
         client.set_terminated(run.info.run_id, "FINISHED")
@@ -72,8 +81,12 @@ def store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     _log_history(uri, "benchmark-nightly", NIGHTS)
     # noise that must not count: another model's runs and a failed run
-    _log_history(uri, "benchmark-nightly", [({CELLS[0]: 9999.0, CELLS[1]: 9999.0}, {"cpu/openvino_bf16": 0.1})],
-                 model="models/other/model.pt")
+    _log_history(
+        uri,
+        "benchmark-nightly",
+        [({CELLS[0]: 9999.0, CELLS[1]: 9999.0}, {"cpu/openvino_bf16": 0.1})],
+        model="models/other/model.pt",
+    )
     return uri
 
 
@@ -98,8 +111,18 @@ def test_history_regressed(store, tmp_path, capsys):
     (tmp_path / "b.json").write_text(json.dumps(now))
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(PARAMS))
     with pytest.raises(SystemExit) as e:
-        bench_history.main(["--report", str(tmp_path / "b.json"), "--params", str(tmp_path / "p.yaml"),
-                            "--tracking-uri", store, "--out", str(tmp_path / "regression.md")])
+        bench_history.main(
+            [
+                "--report",
+                str(tmp_path / "b.json"),
+                "--params",
+                str(tmp_path / "p.yaml"),
+                "--tracking-uri",
+                store,
+                "--out",
+                str(tmp_path / "regression.md"),
+            ]
+        )
     assert e.value.code == 1
     assert "REGRESSED" in (tmp_path / "regression.md").read_text()
 
@@ -112,9 +135,12 @@ def test_history_skips_the_current_run_and_an_unknown_experiment(store):
 
     newest = MlflowClient(store).search_runs(
         [MlflowClient(store).get_experiment_by_name("benchmark-nightly").experiment_id],
-        filter_string="tags.`bench.model` = 'models/m/model.pt'", order_by=["attributes.start_time DESC"])[0]
-    r = bench_history.compare_with_history({**now, "mlflow_run_id": newest.info.run_id}, params=PARAMS,
-                                           tracking_uri=store)
+        filter_string="tags.`bench.model` = 'models/m/model.pt'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    r = bench_history.compare_with_history(
+        {**now, "mlflow_run_id": newest.info.run_id}, params=PARAMS, tracking_uri=store
+    )
     assert r["history_runs"] == 2  # the newest night is "this" run: compared with the two before it
     with pytest.raises(ValueError, match="thresholds"):
         bench_history.compare_with_history(now, params={"regression": {"thresholds": 1}}, tracking_uri=store)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +17,9 @@ from asr_core.export import export_onnx, export_openvino
 from asr_core.features import FilterbankConfig
 from asr_core.io import write_jsonl
 from asr_core.models import build_model, model_config
+from asr_core.models.artifact import save_model
 from asr_core.testing import write_audio
 from asr_core.text import CharVocab
-from asr_core.train.checkpoint import save_model
 from tasks import benchmark as bench_task
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -68,15 +69,24 @@ def test_train_throughput_counts_sequences():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(ov_bf16, tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     torch.manual_seed(0)
     vocab = CharVocab()
     cfg = model_config("quartznet", "tiny", sub_blocks=1)
     model = build_model("quartznet", "tiny", vocab.num_outputs, sub_blocks=1)
-    path = save_model(root / "model.pt", family="quartznet", model_config=cfg.to_dict(),
-                      num_outputs=vocab.num_outputs, features=FilterbankConfig().to_dict(), vocab=vocab.to_dict(),
-                      state_dict=model.state_dict(), step=0)
+    path = save_model(
+        root / "model.pt",
+        kind="ctc",
+        frontend="filterbank",
+        family="quartznet",
+        model_config=cfg.to_dict(),
+        num_outputs=vocab.num_outputs,
+        features=FilterbankConfig().to_dict(),
+        vocab=vocab.to_dict(),
+        state_dict=model.state_dict(),
+        step=0,
+    )
     export_onnx(model, root / "exports" / "model.onnx", in_features=64)
     export_openvino(root / "exports" / "model.onnx", root / "exports" / "openvino")
     rows = []
@@ -84,28 +94,44 @@ def setup(tmp_path_factory):
         write_audio(root / "data" / "audio" / f"u{i}.flac", d, 16000, seed=i)
         rows.append({"audio_filepath": f"audio/u{i}.flac", "duration": d, "text": "a cat", "utt_id": f"u{i}"})
     write_jsonl(root / "data" / "test.jsonl", rows)
-    params = yaml.safe_load(open("params/benchmark.yaml"))
+    ov = "openvino_bf16" if ov_bf16 else "openvino_fp32"  # the CPU's fastest OpenVINO runner
+    params = yaml.safe_load(Path("params/benchmark.yaml").read_text())
     section = params["benchmark"]
-    section.update(cpu_runners=["torch_fp32", "onnxruntime_fp32", "openvino_bf16"],
-                   cuda_runners=["torch_fp16", "torch_fp16_graphs"], audio_manifest=str(root / "data" / "test.jsonl"))
-    section["grid"].update(batch_sizes=[1, 2], clip_seconds=[0.5, 1.0], warmup=1, iterations=3, min_iterations=2,
-                           max_cell_seconds=None)
+    section.update(
+        cpu_runners=["torch_fp32", "onnxruntime_fp32", ov],
+        cuda_runners=["torch_fp16", "torch_fp16_graphs"],
+        audio_manifest=str(root / "data" / "test.jsonl"),
+    )
+    section["grid"].update(
+        batch_sizes=[1, 2], clip_seconds=[0.5, 1.0], warmup=1, iterations=3, min_iterations=2, max_cell_seconds=None
+    )
     section["wer"].update(manifest_dir=str(root / "data"), num_workers=0)
     section["train_throughput"].update(batch_size=1, clip_seconds=0.5, steps=1, precisions=["fp32"])
-    return root, path, params
+    return root, path, params, ov
 
 
 def test_benchmark_stage_outputs_and_mlflow_artifacts(setup, tmp_path):
-    root, path, params = setup
+    root, path, params, ov = setup
     (tmp_path / "benchmark.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "bench"
-    report = bench_task.main(["--params", str(tmp_path / "benchmark.yaml"), "--model", str(path),
-                              "--exports", str(root / "exports"), "--out", str(out),
-                              "--report", str(tmp_path / "benchmark.json")])
-    assert set(report["wer"]) == {"cpu/torch_fp32", "cpu/onnxruntime_fp32", "cpu/openvino_bf16"}
+    report = bench_task.main(
+        [
+            "--params",
+            str(tmp_path / "benchmark.yaml"),
+            "--model",
+            str(path),
+            "--exports",
+            str(root / "exports"),
+            "--out",
+            str(out),
+            "--report",
+            str(tmp_path / "benchmark.json"),
+        ]
+    )
+    assert set(report["wer"]) == {"cpu/torch_fp32", "cpu/onnxruntime_fp32", f"cpu/{ov}"}
     assert report["wer"]["cpu/onnxruntime_fp32"] == report["wer"]["cpu/torch_fp32"]
     assert len(report["cells"]) == 3 * 2 * 2
-    c = report["cells"]["cpu/openvino_bf16/bs2/1s"]
+    c = report["cells"][f"cpu/{ov}/bs2/1s"]
     assert c["iterations"] == 3 and c["audio_seconds"] == 2.0
     assert c["rtfx"] == pytest.approx(2.0 / (c["e2e_p50_ms"] / 1000), rel=0.01)
     assert 0 < c["data_p50_ms"] < c["e2e_p50_ms"] and c["net_p50_ms"] < c["e2e_p50_ms"]
@@ -117,7 +143,7 @@ def test_benchmark_stage_outputs_and_mlflow_artifacts(setup, tmp_path):
     for name in ("cells.csv", "latency.png", "rtfx.png", "report.md", "machine.json"):
         assert (out / name).is_file(), name
     assert (out / "latency.png").read_bytes()[:4] == b"\x89PNG"
-    rows = list(csv.DictReader(open(out / "cells.csv")))
+    rows = list(csv.DictReader((out / "cells.csv").read_text().splitlines()))
     assert len(rows) == 12 and float(rows[0]["e2e_p95_ms"]) > 0
     md = (out / "report.md").read_text()
     assert "| batch | clip | best runner |" in md and "skipped: no CUDA" in md
@@ -129,21 +155,22 @@ def test_benchmark_stage_outputs_and_mlflow_artifacts(setup, tmp_path):
     client = MlflowClient()
     run = client.get_run(report["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["stage"] == "benchmark"
-    assert run.data.metrics["cpu/openvino_bf16/bs2/1s/rtfx"] == pytest.approx(c["rtfx"])
+    assert run.data.metrics[f"cpu/{ov}/bs2/1s/rtfx"] == pytest.approx(c["rtfx"])
     assert run.data.metrics["cpu/torch_fp32/wer"] == pytest.approx(report["wer"]["cpu/torch_fp32"])
     names = {a.path for a in client.list_artifacts(run.info.run_id, "benchmark")}
     assert {"benchmark/report.md", "benchmark/latency.png", "benchmark/rtfx.png", "benchmark/cells.csv"} <= names
 
 
 def test_benchmark_errors_name_the_problem(setup, tmp_path):
-    root, path, params = setup
+    root, path, params, _ = setup
     with pytest.raises(ValueError, match="colour"):
         bench_task.run({**params["benchmark"], "colour": 1}, model_path=str(path), exports=None, out_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="export"):
         bench_task.run(params["benchmark"], model_path=str(path), exports=str(tmp_path / "no"), out_dir=tmp_path)
     with pytest.raises(ValueError, match="devices"):
-        bench_task.run({**params["benchmark"], "devices": ["tpu"]}, model_path=str(path), exports=None,
-                       out_dir=tmp_path)
+        bench_task.run(
+            {**params["benchmark"], "devices": ["tpu"]}, model_path=str(path), exports=None, out_dir=tmp_path
+        )
 
 
 def test_benchmark_process_sets_the_openmp_spin_before_torch_loads():
@@ -153,13 +180,16 @@ def test_benchmark_process_sets_the_openmp_spin_before_torch_loads():
     import subprocess
     import sys
 
-    code = ("import tasks.benchmark, os, sys; "
-            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    code = (
+        "import tasks.benchmark, os, sys; "
+        "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
 
     def run(**extra):
-        out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, check=True
+        )
         return out.stdout.split()
 
     assert run() == ["30000", "None", "False"]

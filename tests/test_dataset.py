@@ -80,8 +80,10 @@ def test_manifest_filters_counts_and_resolves_paths(corpus):
 
 
 def test_manifest_bad_row_names_the_row(tmp_path):
-    write_jsonl(tmp_path / "m.jsonl", [{"audio_filepath": "a.flac", "duration": 1.0, "text": "a"},
-                                       {"audio_filepath": "b.flac", "text": "b"}])
+    write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"audio_filepath": "a.flac", "duration": 1.0, "text": "a"}, {"audio_filepath": "b.flac", "text": "b"}],
+    )
     with pytest.raises(ValueError, match=r"m.jsonl: row 2: 'duration'"):
         Manifest.load(tmp_path / "m.jsonl")
 

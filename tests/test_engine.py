@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from asr_core.io import write_jsonl
+from asr_core.models.artifact import load_model
 from asr_core.testing import write_audio
 from asr_core.train import EMA, ScheduleConfig, build_optimizer, build_schedule
 from asr_core.train.checkpoint import (
@@ -29,15 +30,19 @@ from asr_core.train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
-    load_model,
     save_checkpoint,
 )
 from asr_core.train.engine import TrainConfig, TrainingAborted, train
 from asr_core.train.precision import Precision
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = {"prologue_channels": 32, "block_channels": [32, 32, 32, 32, 32], "epilogue_channels": 32,
-         "output_channels": 48, "dropout": 0.1}
+SMALL = {
+    "prologue_channels": 32,
+    "block_channels": [32, 32, 32, 32, 32],
+    "epilogue_channels": 32,
+    "output_channels": 48,
+    "dropout": 0.1,
+}
 
 
 # -- a synthetic corpus and the CTC recipe on it (shared with test_train_stage) -----------------
@@ -54,12 +59,17 @@ def make_corpus(root: Path, splits=(("train", 12), ("dev", 4)), seed: int = 0, m
             dur = float(np.round(rng.uniform(0.5, 1.2), 2))
             rel = f"audio/{split}/{split}{i:03d}.flac"
             write_audio(root / rel, dur, seed=seed * 1000 + len(rows) + (0 if split == "train" else 500))
-            text = "".join(rng.choice(letters, int(rng.integers(2, 5)))) + " " + "".join(
-                rng.choice(letters, int(rng.integers(1, 4))))
+            text = (
+                "".join(rng.choice(letters, int(rng.integers(2, 5))))
+                + " "
+                + "".join(rng.choice(letters, int(rng.integers(1, 4))))
+            )
             rows.append({"audio_filepath": rel, "duration": dur, "text": text, "utt_id": f"{split}{i:03d}"})
         if split == "train":
-            rows += [{"audio_filepath": f"audio/train/gone{j}.flac", "duration": 0.8, "text": "gone",
-                      "utt_id": f"gone{j}"} for j in range(missing)]
+            rows += [
+                {"audio_filepath": f"audio/train/gone{j}.flac", "duration": 0.8, "text": "gone", "utt_id": f"gone{j}"}
+                for j in range(missing)
+            ]
         write_jsonl(root / f"{split}.jsonl", rows)
     return root
 
@@ -67,10 +77,20 @@ def make_corpus(root: Path, splits=(("train", 12), ("dev", 4)), seed: int = 0, m
 def recipe_params(root: Path, num_workers: int = 0, batch_size: int = 3) -> dict:
     return {
         "model": {"family": "quartznet", "preset": "tiny", "overrides": dict(SMALL)},
-        "data": {"train_manifest": str(root / "train.jsonl"), "dev_manifest": str(root / "dev.jsonl"),
-                 "vocab": None, "batch_size": batch_size, "max_batch_seconds": None, "num_workers": num_workers},
-        "optim": {"name": "novograd", "lr": 0.01, "ema": 0.9,
-                  "schedule": {"name": "exponential", "warmup_steps": 3, "hold_steps": 5, "exp_gamma": 0.9}},
+        "data": {
+            "train_manifest": str(root / "train.jsonl"),
+            "dev_manifest": str(root / "dev.jsonl"),
+            "vocab": None,
+            "batch_size": batch_size,
+            "max_batch_seconds": None,
+            "num_workers": num_workers,
+        },
+        "optim": {
+            "name": "novograd",
+            "lr": 0.01,
+            "ema": 0.9,
+            "schedule": {"name": "exponential", "warmup_steps": 3, "hold_steps": 5, "exp_gamma": 0.9},
+        },
     }
 
 
@@ -79,10 +99,12 @@ def _run_ctc(args) -> None:
     from asr_core.train.ctc_recipe import CTCRecipe, CTCRecipeConfig
 
     torch.set_num_threads(1)
-    cfg = TrainConfig(max_steps=args.steps, ckpt_every=5, eval_every=10, log_every=1, keep_ckpts=10,
-                      deterministic=True, seed=7)
-    recipe = CTCRecipe(CTCRecipeConfig.from_dict(recipe_params(Path(args.root), num_workers=1)),
-                       max_steps=args.steps, seed=7)
+    cfg = TrainConfig(
+        max_steps=args.steps, ckpt_every=5, eval_every=10, log_every=1, keep_ckpts=10, deterministic=True, seed=7
+    )
+    recipe = CTCRecipe(
+        CTCRecipeConfig.from_dict(recipe_params(Path(args.root), num_workers=1)), max_steps=args.steps, seed=7
+    )
 
     class Slow:  # only slows the run down after a step so that the kill lands mid-training
         def on_log(self, step, metrics):
@@ -107,13 +129,27 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
     def cmd(name, *extra):
-        return [sys.executable, "-m", "tests.test_engine", "run", "--root", str(root), "--steps", "20",
-                "--ckpt", str(tmp_path / name / "ckpt"), "--summary", str(tmp_path / name / "summary.json"), *extra]
+        return [
+            sys.executable,
+            "-m",
+            "tests.test_engine",
+            "run",
+            "--root",
+            str(root),
+            "--steps",
+            "20",
+            "--ckpt",
+            str(tmp_path / name / "ckpt"),
+            "--summary",
+            str(tmp_path / name / "summary.json"),
+            *extra,
+        ]
 
     (tmp_path / "full").mkdir()
     (tmp_path / "killed").mkdir()
-    victim = subprocess.Popen(cmd("killed", "--sleep-after", "10"), cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    victim = subprocess.Popen(
+        cmd("killed", "--sleep-after", "10"), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     full = subprocess.run(cmd("full"), check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert full.returncode == 0, full.stdout + full.stderr
 
@@ -185,9 +221,12 @@ def toy_batches(sizes, seed=0, poison=(), skipped=None):
         x = torch.randn(n, 4, generator=g)
         ids = [f"u{k + i}" for i in range(n)]
         k += n
-        batch = {"x": x, "y": x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1,
-                 "utt_ids": ["poison" if b in poison and i == 0 else u for i, u in enumerate(ids)],
-                 "audio_seconds": float(n)}
+        batch = {
+            "x": x,
+            "y": x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1,
+            "utt_ids": ["poison" if b in poison and i == 0 else u for i, u in enumerate(ids)],
+            "audio_seconds": float(n),
+        }
         if skipped and b in skipped:
             batch["skipped"] = [(f"missing{b}", "missing file (x.flac)")]
         out.append(batch)
@@ -254,8 +293,10 @@ def test_too_many_bad_batches_abort_with_the_ids(tmp_path):
 def test_grad_accumulation_equals_one_big_batch(tmp_path, sizes):
     """accum 2 over batches of sizes (a, b) == one batch of a + b (per-item mean), with a BN-free model."""
     small = toy_batches(sizes * 4, seed=3)
-    big = [{"x": torch.cat([p["x"], q["x"]]), "y": torch.cat([p["y"], q["y"]]),
-            "utt_ids": p["utt_ids"] + q["utt_ids"]} for p, q in zip(small[::2], small[1::2])]
+    big = [
+        {"x": torch.cat([p["x"], q["x"]]), "y": torch.cat([p["y"], q["y"]]), "utt_ids": p["utt_ids"] + q["utt_ids"]}
+        for p, q in zip(small[::2], small[1::2])
+    ]
     results = []
     for batches, accum, d in [(small, 2, "a"), (big, 1, "b")]:
         rec = ToyRecipe(batches, opt="adamw")
@@ -284,8 +325,13 @@ def test_bf16_ctc_recipe_runs_and_evaluates_with_ema(tmp_path):
     root = make_corpus(tmp_path / "c", splits=(("train", 6), ("dev", 2)), missing=1)
     recipe = CTCRecipe(CTCRecipeConfig.from_dict(recipe_params(root)), max_steps=3)
     r = Recorder()
-    out = train(TrainConfig(max_steps=3, precision="bf16", eval_every=3, ckpt_every=0), recipe, tmp_path / "ck", [r],
-                best_model_path=tmp_path / "model.pt")
+    out = train(
+        TrainConfig(max_steps=3, precision="bf16", eval_every=3, ckpt_every=0),
+        recipe,
+        tmp_path / "ck",
+        [r],
+        best_model_path=tmp_path / "model.pt",
+    )
     assert math.isfinite(out["final_loss"]) and out["skipped_utterances"] >= 1
     assert r.evals and set(r.evals[0][1]) >= {"wer", "cer", "loss"}
     model, _, _ = load_model(tmp_path / "model.pt")
@@ -311,8 +357,7 @@ def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
             time.sleep(0.05)
             return super().loss(model, batch)
 
-    out = train(TrainConfig(max_steps=10**6, max_minutes=0.3 / 60, ckpt_every=0), Slow(toy_batches([2] * 3)),
-                tmp_path)
+    out = train(TrainConfig(max_steps=10**6, max_minutes=0.3 / 60, ckpt_every=0), Slow(toy_batches([2] * 3)), tmp_path)
     assert out["stopped_by"] == "time_budget" and 1 <= out["steps"] < 100
     assert latest_checkpoint(tmp_path).name == f"ckpt-{out['steps']:08d}.pt"
 
@@ -362,13 +407,19 @@ def test_ddp_two_ranks_match_one_process_and_skip_together(tmp_path):
     assert r1["bad"] == [] and r0["evals"] == 2 and r1["evals"] == 0
     # one process on the concatenated pairs (the dropped ones poisoned) ends with the same weights
     b = _ddp_batches()
-    merged = [{"x": torch.cat([p["x"], q["x"]]), "y": torch.cat([p["y"], q["y"]]),
-               "utt_ids": p["utt_ids"] + q["utt_ids"] + (["poison"] if not p["utt_ids"] else [])}
-              for p, q in zip(b[::2], b[1::2])]
+    merged = [
+        {
+            "x": torch.cat([p["x"], q["x"]]),
+            "y": torch.cat([p["y"], q["y"]]),
+            "utt_ids": p["utt_ids"] + q["utt_ids"] + (["poison"] if not p["utt_ids"] else []),
+        }
+        for p, q in zip(b[::2], b[1::2])
+    ]
     single = ToyRecipe(merged)
     train(TrainConfig(max_steps=4, ckpt_every=0), single, tmp_path / "single")
-    torch.testing.assert_close(torch.cat([p.detach().flatten() for p in single.model.parameters()]), r0["w"],
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        torch.cat([p.detach().flatten() for p in single.model.parameters()]), r0["w"], rtol=1e-5, atol=1e-6
+    )
     assert {s for s, _ in list_checkpoints(tmp_path / "ck")} == {2, 4}
 
 

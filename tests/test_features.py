@@ -47,11 +47,13 @@ def _dle_reference(wave: torch.Tensor, cfg: FilterbankConfig) -> torch.Tensor:
     torch.stft(center=True, reflect), torchaudio's Slaney mel matrix, loop-style statistics."""
     x = torch.cat((wave[:1], wave[1:] - cfg.preemph * wave[:-1]))
     window = torch.hann_window(cfg.win_length, periodic=False)
-    spec = torch.stft(x, cfg.n_fft, cfg.hop_length, cfg.win_length, window, center=True,
-                      pad_mode="reflect", return_complex=True)
+    spec = torch.stft(
+        x, cfg.n_fft, cfg.hop_length, cfg.win_length, window, center=True, pad_mode="reflect", return_complex=True
+    )
     power = spec.abs() ** 2
-    fb = torchaudio.functional.melscale_fbanks(cfg.n_fft // 2 + 1, 0.0, SR / 2, cfg.n_mels, SR,
-                                               norm="slaney", mel_scale="slaney").T
+    fb = torchaudio.functional.melscale_fbanks(
+        cfg.n_fft // 2 + 1, 0.0, SR / 2, cfg.n_mels, SR, norm="slaney", mel_scale="slaney"
+    ).T
     feats = torch.log(fb @ power + cfg.log_guard)
     n = math.ceil(wave.numel() / cfg.hop_length)
     valid = feats[:, :n]
@@ -76,8 +78,7 @@ def test_config_round_trip_and_unknown_keys():
 
 def test_mel_filterbank_matches_librosa_slaney():
     ours = mel_filterbank(SR, 512, 64)
-    ref = torchaudio.functional.melscale_fbanks(257, 0.0, SR / 2, 64, SR, norm="slaney",
-                                                mel_scale="slaney").T
+    ref = torchaudio.functional.melscale_fbanks(257, 0.0, SR / 2, 64, SR, norm="slaney", mel_scale="slaney").T
     assert ours.shape == (64, 257)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-7)
 
@@ -163,10 +164,21 @@ def test_conv_stft_path_and_onnx_export():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(fe, (x[:2], lens[:2]), buf, dynamo=False, opset_version=17,
-                              input_names=["x", "x_lens"], output_names=["feats", "feat_lens"],
-                              dynamic_axes={"x": {0: "B", 1: "T"}, "x_lens": {0: "B"},
-                                            "feats": {0: "B", 2: "F"}, "feat_lens": {0: "B"}})
+            torch.onnx.export(
+                fe,
+                (x[:2], lens[:2]),
+                buf,
+                dynamo=False,
+                opset_version=17,
+                input_names=["x", "x_lens"],
+                output_names=["feats", "feat_lens"],
+                dynamic_axes={
+                    "x": {0: "B", 1: "T"},
+                    "x_lens": {0: "B"},
+                    "feats": {0: "B", 2: "F"},
+                    "feat_lens": {0: "B"},
+                },
+            )
         except (TypeError, RuntimeError) as e:  # legacy exporter gone in a future torch
             pytest.skip(f"TorchScript ONNX exporter unavailable: {e}")
     sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
@@ -238,8 +250,7 @@ def manifest(tmp_path):
     for i, n in enumerate([16000, 11680, 8001]):
         rel = f"audio/train/u{i}.flac"
         write_audio(tmp_path / rel, n / SR, SR, seed=10 + i, subtype="PCM_16")
-        rows.append({"audio_filepath": rel, "duration": n / SR, "text": f"utt {i}",
-                     "utt_id": f"u{i}", "speaker": "s0"})
+        rows.append({"audio_filepath": rel, "duration": n / SR, "text": f"utt {i}", "utt_id": f"u{i}", "speaker": "s0"})
     path = tmp_path / "manifest.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -282,9 +293,17 @@ def test_dali_training_mode_runs_on_cpu(manifest):
     from asr_core.features import TrimSilenceConfig
     from asr_core.features.dali import build_dali_loader
 
-    loader = build_dali_loader(manifest, batch_size=2, device="cpu", shuffle=True, num_threads=1,
-                               seed=3, train=True, speed=SpeedPerturbConfig(),
-                               trim=TrimSilenceConfig())
+    loader = build_dali_loader(
+        manifest,
+        batch_size=2,
+        device="cpu",
+        shuffle=True,
+        num_threads=1,
+        seed=3,
+        train=True,
+        speed=SpeedPerturbConfig(),
+        trim=TrimSilenceConfig(),
+    )
     assert len(loader) == 2
     for _epoch in range(2):  # every epoch is a permutation, the partial last batch included
         seen = []
@@ -292,7 +311,7 @@ def test_dali_training_mode_runs_on_cpu(manifest):
             for b, i in enumerate(idx.tolist()):
                 n0 = math.ceil(round(loader.entries[i]["duration"] * SR) / HOP)
                 assert n0 / 1.15 - 2 <= int(feat_lens[b]) <= n0 / 0.85 + 2, (n0, feat_lens[b])
-                assert torch.all(feats[b, :, int(feat_lens[b]):] == 0)
+                assert torch.all(feats[b, :, int(feat_lens[b]) :] == 0)
                 seen.append(i)
         assert sorted(seen) == [0, 1, 2]
     loader.close()

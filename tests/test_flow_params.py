@@ -10,8 +10,12 @@ from flows.params import model_overrides
 
 def _repo(tmp_path, profiles: dict[str, dict] | None = None):
     (tmp_path / "params" / "profiles").mkdir(parents=True)
-    train = {"name": "quartznet_tiny", "model": {"family": "quartznet", "preset": "tiny", "overrides": {"a": 1}},
-             "features": {}, "loop": {"max_steps": 10}}
+    train = {
+        "name": "quartznet_tiny",
+        "model": {"family": "quartznet", "preset": "tiny", "overrides": {"a": 1}},
+        "features": {},
+        "loop": {"max_steps": 10},
+    }
     (tmp_path / "params" / "train.yaml").write_text(yaml.safe_dump({"train": train}))
     for fam, section in (profiles or {}).items():
         (tmp_path / "params" / "profiles" / f"{fam}.yaml").write_text(yaml.safe_dump({"train": section}))
@@ -21,17 +25,29 @@ def _repo(tmp_path, profiles: dict[str, dict] | None = None):
 def test_family_without_profile_switches_model_only(tmp_path):
     repo = _repo(tmp_path)
     assert model_overrides(repo, "jasper", None, None) == {
-        "train.model.family": "jasper", "train.model.overrides": {}, "train.name": "jasper_tiny"}
+        "train.model.family": "jasper",
+        "train.model.overrides": {},
+        "train.name": "jasper_tiny",
+    }
     assert model_overrides(repo, "quartznet", None, None) == {"train.model.family": "quartznet"}
 
 
 def test_family_profile_overrides_every_top_level_key(tmp_path):
-    prof = {"name": "rnnt_tiny", "model": {"family": "rnnt", "preset": "tiny", "overrides": {"b": 2}},
-            "features": {"n_mels": 80}, "loop": {"max_steps": 5}}
+    prof = {
+        "name": "rnnt_tiny",
+        "model": {"family": "rnnt", "preset": "tiny", "overrides": {"b": 2}},
+        "features": {"n_mels": 80},
+        "loop": {"max_steps": 5},
+    }
     repo = _repo(tmp_path, {"rnnt": prof})
     out = model_overrides(repo, "rnnt", None, None)
-    assert out == {"train.name": "rnnt_tiny", "train.model": prof["model"], "train.features": {"n_mels": 80},
-                   "train.loop": {"max_steps": 5}, "train.model.family": "rnnt"}
+    assert out == {
+        "train.name": "rnnt_tiny",
+        "train.model": prof["model"],
+        "train.features": {"n_mels": 80},
+        "train.loop": {"max_steps": 5},
+        "train.model.family": "rnnt",
+    }
     other = model_overrides(repo, "rnnt", "e6d2", "big")
     assert other["train.model.preset"] == "e6d2" and other["train.model.overrides"] == {}
     assert other["train.name"] == "big"
@@ -57,6 +73,14 @@ def test_profile_nulls_the_committed_keys_it_does_not_set(tmp_path, monkeypatch)
 
     from tasks.train import worker_config
 
-    config, _, _ = worker_config({"name": "w", "model": {"family": "wav2vec2", "preset": "tiny"}, "augment": None,
-                                  "seed": None, "loop": {"max_steps": 1}}, tmp_path / "models")
+    config, _, _ = worker_config(
+        {
+            "name": "w",
+            "model": {"family": "wav2vec2", "preset": "tiny"},
+            "augment": None,
+            "seed": None,
+            "loop": {"max_steps": 1},
+        },
+        tmp_path / "models",
+    )
     assert "augment" not in config["recipe"] and config["seed"] == 0

@@ -32,28 +32,59 @@ def _set(path: Path, key: str, updates: dict) -> None:
 
 
 def _git(args: list[str], cwd: Path) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *args], cwd=cwd,
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def _tiny_params(work: Path) -> None:
     p = work / "params"
-    _set(p / "download.yaml", "download", {"synthetic.train": 24, "synthetic.dev": 4, "synthetic.test": 4,
-                                           "synthetic.test_unseen_voice": 4})
+    _set(
+        p / "download.yaml",
+        "download",
+        {"synthetic.train": 24, "synthetic.dev": 4, "synthetic.test": 4, "synthetic.test_unseen_voice": 4},
+    )
     _set(p / "tokenizer.yaml", "tokenizer", {"sentencepiece": {"vocab_size": 40, "model_type": "bpe"}})
-    _set(p / "train.yaml", "train", {"loop.max_steps": 3, "loop.max_minutes": None, "loop.eval_every": 3,
-                                     "loop.ckpt_every": 3, "loop.log_every": 1, "data.num_workers": 0,
-                                     "data.eval_max_utterances": 4, "data.max_batch_seconds": 30,
-                                     "ray.num_workers": 0, "optim.schedule.warmup_steps": 1})
+    _set(
+        p / "train.yaml",
+        "train",
+        {
+            "loop.max_steps": 3,
+            "loop.max_minutes": None,
+            "loop.eval_every": 3,
+            "loop.ckpt_every": 3,
+            "loop.log_every": 1,
+            "data.num_workers": 0,
+            "data.eval_max_utterances": 4,
+            "data.max_batch_seconds": 30,
+            "ray.num_workers": 0,
+            "optim.schedule.warmup_steps": 1,
+        },
+    )
     _set(p / "evaluate.yaml", "evaluate", {"num_workers": 0, "lm": None})
-    if (p / "export.yaml").is_file():  # issue 5's stages, kept to a few utterances and runners
+    if (p / "export.yaml").is_file():  # the export and benchmark stages, kept to a few utterances and runners
         _set(p / "export.yaml", "export", {"max_utterances": 4, "num_workers": 0, "reduced_precision": []})
     if (p / "benchmark.yaml").is_file():
-        _set(p / "benchmark.yaml", "benchmark", {
-            "devices": ["cpu"], "cpu_runners": ["torch_fp32", "onnxruntime_fp32"],
-            "grid.batch_sizes": [1], "grid.clip_seconds": [2.0], "grid.warmup": 1, "grid.iterations": 1,
-            "grid.min_iterations": 1, "wer.max_utterances": 4, "wer.num_workers": 0,
-            "train_throughput.enabled": False})
+        _set(
+            p / "benchmark.yaml",
+            "benchmark",
+            {
+                "devices": ["cpu"],
+                "cpu_runners": ["torch_fp32", "onnxruntime_fp32"],
+                "grid.batch_sizes": [1],
+                "grid.clip_seconds": [2.0],
+                "grid.warmup": 1,
+                "grid.iterations": 1,
+                "grid.min_iterations": 1,
+                "wer.max_utterances": 4,
+                "wer.num_workers": 0,
+                "train_throughput.enabled": False,
+            },
+        )
 
 
 def base_repo(tmp_path_factory) -> Path:
@@ -62,8 +93,16 @@ def base_repo(tmp_path_factory) -> Path:
     if "base" in _BASE:
         return _BASE["base"]
     work = tmp_path_factory.mktemp("flowbase") / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = REPO / rel
         if src.is_file() and not rel.startswith(("reports/", "dvc.lock")):
@@ -73,8 +112,11 @@ def base_repo(tmp_path_factory) -> Path:
     _git(["init", "-q"], work)
     _git(["add", "-A"], work)
     _git(["commit", "-q", "-m", "tiny"], work)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns' / 'mlflow.db'}",
+    }
     r = subprocess.run(["dvc", "repro", "tokenizer"], cwd=work, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     _BASE["base"] = work
@@ -86,8 +128,11 @@ def trained_repo(tmp_path_factory) -> Path:
     if "trained" not in _BASE:
         work = tmp_path_factory.mktemp("flowtrained") / "repo"
         shutil.copytree(base_repo(tmp_path_factory), work, symlinks=True)
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"}
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns' / 'mlflow.db'}",
+        }
         r = subprocess.run(["dvc", "repro"], cwd=work, env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
         _BASE["trained"] = work
@@ -170,11 +215,14 @@ def test_train_quartznet_end_to_end_then_skip_and_override(repo, tmp_path):
     assert state.is_completed(), state.message
     summary = state.result()
     stages = [s for s in summary["stages"] if summary["stages"][s]["status"] != "not available"]
-    planned, missing = stage_plan(repo, ["download", "prepare", "tokenizer", "train", "evaluate", "export", "benchmark"])
+    planned, missing = stage_plan(
+        repo, ["download", "prepare", "tokenizer", "train", "evaluate", "export", "benchmark"]
+    )
     assert stages == planned and {"download", "train", "evaluate"} <= set(stages)
     assert [s for s in summary["stages"] if summary["stages"][s]["status"] == "not available"] == missing
     assert {s: summary["stages"][s]["status"] for s in stages} == {
-        s: ("unchanged" if s in ("download", "prepare", "tokenizer") else "ran") for s in stages}
+        s: ("unchanged" if s in ("download", "prepare", "tokenizer") else "ran") for s in stages
+    }
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(stages) <= set(lock["stages"])
     assert (repo / "models" / "quartznet_tiny" / "model.pt").is_file()
@@ -195,8 +243,11 @@ def test_train_quartznet_end_to_end_then_skip_and_override(repo, tmp_path):
         assert summary["registry"]["registered"] and summary["registry"]["promoted"]
     else:
         assert summary["registry"]["registered"] is False
-    assert subprocess.run(["dvc", "status"], cwd=repo, capture_output=True, text=True).stdout.strip() \
+    assert (
+        subprocess.run(["dvc", "status"], cwd=repo, capture_output=True, text=True)
+        .stdout.strip()
         .endswith("Data and pipelines are up to date.")
+    )
     trained = copy_repo(repo, tmp_path / "trained")  # for the server integration test
 
     # Again with one override: only evaluate (and what depends on it) runs; params file untouched.
@@ -246,7 +297,11 @@ def test_train_jasper_end_to_end_after_a_retried_download(repo, monkeypatch):
     summary = state.result()
     assert calls.count("download") == 2
     assert {s: summary["stages"][s]["status"] for s in ("download", "train", "evaluate", "export")} == {
-        "download": "unchanged", "train": "ran", "evaluate": "ran", "export": "ran"}
+        "download": "unchanged",
+        "train": "ran",
+        "evaluate": "ran",
+        "export": "ran",
+    }
     logs = _logs(state.state_details.flow_run_id, "Retry")
     assert "mirror unreachable (injected)" in logs and "Retry" in logs, logs[-3000:]
     assert (repo / "models" / "jasper_tiny" / "model.pt").is_file()
@@ -256,16 +311,22 @@ def test_train_jasper_end_to_end_after_a_retried_download(repo, monkeypatch):
     runs = _runs()
     parent = next(r for r in runs if r.info.run_id == summary["mlflow_parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.params["flow.family"] == "jasper"
-    downloads = [r.info.status for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-                 and r.data.tags["stage"] == "download"]
+    downloads = [
+        r.info.status
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id and r.data.tags["stage"] == "download"
+    ]
     assert sorted(downloads) == ["FAILED", "FINISHED"]  # the failed attempt stays on record
 
 
 def test_failing_stage_fails_flow_with_its_error(repo):
     from flows.train_quartznet import train_quartznet
 
-    state = train_quartznet(overrides={"tokenizer.sentencepiece.model_type": "bogus"},
-                            stages=["download", "prepare", "tokenizer", "train"], return_state=True)
+    state = train_quartznet(
+        overrides={"tokenizer.sentencepiece.model_type": "bogus"},
+        stages=["download", "prepare", "tokenizer", "train"],
+        return_state=True,
+    )
     assert state.is_failed()
     logs = _logs(state.state_details.flow_run_id, "exited with 1")
     assert "DVC stage 'tokenizer' failed" in logs, logs[-3000:]
@@ -278,7 +339,9 @@ def test_failing_stage_fails_flow_with_its_error(repo):
     runs = _runs()
     parent = next(r for r in runs if r.data.tags.get("flow") == "train-quartznet")
     assert parent.info.status == "FAILED" and "tokenizer" in parent.data.tags["error"]
-    kids = {r.data.tags["stage"]: r.info.status for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    kids = {
+        r.data.tags["stage"]: r.info.status for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
     assert kids == {"download": "FINISHED", "prepare": "FINISHED", "tokenizer": "FAILED"}
 
 
@@ -298,9 +361,15 @@ def _onnx(path: Path, fixed_time: bool = False) -> Path:
     if not fixed_time:
         axes["features"][2] = "time"
         axes["log_probs"][1] = "time"
-    torch.onnx.export(Net().eval(), (torch.randn(2, 8, 20), torch.tensor([20, 11])), str(path), dynamo=False,
-                      input_names=["features", "feature_lens"], output_names=["log_probs", "log_prob_lens"],
-                      dynamic_axes=axes)
+    torch.onnx.export(
+        Net().eval(),
+        (torch.randn(2, 8, 20), torch.tensor([20, 11])),
+        str(path),
+        dynamo=False,
+        input_names=["features", "feature_lens"],
+        output_names=["log_probs", "log_prob_lens"],
+        dynamic_axes=axes,
+    )
     return path
 
 
@@ -308,21 +377,34 @@ def test_registry_candidate_and_champion_by_wer(tmp_path, monkeypatch):
     from tasks import registry, tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    onnx_path = _onnx(tmp_path / "model.onnx")
+    _onnx(tmp_path / "model.onnx")
     evaluation = tmp_path / "evaluate.json"
     results = []
     for i, wer in enumerate((0.5, 0.6, 0.4)):
         graph = _onnx(tmp_path / f"model{i}.onnx")  # three distinct graphs (freshly initialised weights)
         evaluation.write_text(json.dumps({"test": {"wer": wer + 0.1}, "test_unseen_voice": {"wer": wer}}))
         run_id = tracking.start_flow_run("register", tags={"stage": "register"})
-        results.append(registry.register(model_name="asr-test", onnx_path=graph, evaluation_path=evaluation,
-                                         run_id=run_id, tags={"train_name": "tiny"}))
+        results.append(
+            registry.register(
+                model_name="asr-test",
+                onnx_path=graph,
+                evaluation_path=evaluation,
+                run_id=run_id,
+                tags={"train_name": "tiny"},
+            )
+        )
     assert [(r["version"], r["promoted"], r["wer_split"], r["reused"]) for r in results] == [
-        ("1", True, "test_unseen_voice", False), ("2", False, "test_unseen_voice", False),
-        ("3", True, "test_unseen_voice", False)]
+        ("1", True, "test_unseen_voice", False),
+        ("2", False, "test_unseen_voice", False),
+        ("3", True, "test_unseen_voice", False),
+    ]
     # the same graph again (a re-run whose train/export stages were skipped): no new version
-    again = registry.register(model_name="asr-test", onnx_path=tmp_path / "model1.onnx", evaluation_path=evaluation,
-                              run_id=tracking.start_flow_run("register", tags={"stage": "register"}))
+    again = registry.register(
+        model_name="asr-test",
+        onnx_path=tmp_path / "model1.onnx",
+        evaluation_path=evaluation,
+        run_id=tracking.start_flow_run("register", tags={"stage": "register"}),
+    )
     assert (again["version"], again["reused"], again["promoted"]) == ("2", True, False)
     assert len(tracking.client().search_model_versions("name = 'asr-test'")) == 3
     assert tracking.client().get_model_version("asr-test", "2").tags["wer"] == "0.4"
@@ -355,15 +437,19 @@ def test_overrides_are_restored_and_recovered(tmp_path):
     with overridden_params(tmp_path, {"train.loop.max_steps": 2}, log=lambda m: None):
         assert yaml.safe_load(f.read_text())["train"] == {"loop": {"max_steps": 2}, "name": "a"}
     assert f.read_text() == committed and stat.S_IMODE(f.stat().st_mode) == 0o644
-    with pytest.raises(RuntimeError, match="boom"):
-        with overridden_params(tmp_path, {"train.name": "b"}, log=lambda m: None):
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        overridden_params(tmp_path, {"train.name": "b"}, log=lambda m: None),
+    ):
+        raise RuntimeError("boom")
     assert f.read_text() == committed
-    for bad, msg in [({"train.nope.x": 1}, "not a mapping"), ({"nofile.x": 1}, "params file params/nofile.yaml"),
-                     ({"train": 1}, "expected <stage>.<field>")]:
-        with pytest.raises((ValueError, FileNotFoundError), match=msg):
-            with overridden_params(tmp_path, bad):
-                pass
+    for bad, msg in [
+        ({"train.nope.x": 1}, "not a mapping"),
+        ({"nofile.x": 1}, "params file params/nofile.yaml"),
+        ({"train": 1}, "expected <stage>.<field>"),
+    ]:
+        with pytest.raises((ValueError, FileNotFoundError), match=msg), overridden_params(tmp_path, bad):
+            pass
     # a killed run: the backups are still there and the file still holds the overrides
     ctx = overridden_params(tmp_path, {"train.name": "killed"}, log=lambda m: None)
     ctx.__enter__()
@@ -395,15 +481,26 @@ def test_benchmark_nightly_fails_on_a_regression(tmp_path_factory, tmp_path, mon
 
         rid = tracking.start_flow_run("register", tags={"stage": "register"})
         onnx = repo / "exports" / "quartznet_tiny" / "model.onnx"
-        registry.register(model_name="asr-quartznet", onnx_path=onnx, evaluation_path=repo / "reports" / "evaluate.json",
-                          run_id=rid, tags={"train_name": "quartznet_tiny", "onnx_md5": file_md5(onnx)})
+        registry.register(
+            model_name="asr-quartznet",
+            onnx_path=onnx,
+            evaluation_path=repo / "reports" / "evaluate.json",
+            run_id=rid,
+            tags={"train_name": "quartznet_tiny", "onnx_md5": file_md5(onnx)},
+        )
     # An earlier night 10,000x faster than this machine can be (whatever its load): this night must regress.
     c = tracking.client()
-    bench = c.search_runs([tracking.experiment_id()], "tags.stage = 'benchmark' and attributes.status = 'FINISHED'",
-                          order_by=["attributes.start_time DESC"])
+    bench = c.search_runs(
+        [tracking.experiment_id()],
+        "tags.stage = 'benchmark' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
     bench = next(r for r in bench if any(k.endswith("/rtfx") for k in r.data.metrics))
-    earlier = tracking.start_flow_run("benchmark", experiment="benchmark-nightly",
-                                      tags={k: v for k, v in bench.data.tags.items() if k.startswith(("stage", "bench."))})
+    earlier = tracking.start_flow_run(
+        "benchmark",
+        experiment="benchmark-nightly",
+        tags={k: v for k, v in bench.data.tags.items() if k.startswith(("stage", "bench."))},
+    )
     for k, v in bench.data.metrics.items():
         c.log_metric(earlier, k, v * 1e4 if k.endswith("/rtfx") else v)
     tracking.end_flow_run(earlier)
@@ -415,8 +512,9 @@ def test_benchmark_nightly_fails_on_a_regression(tmp_path_factory, tmp_path, mon
     nights = c.search_runs([tracking.experiment_id("benchmark-nightly")], "tags.flow = 'benchmark-nightly'")
     assert len(nights) == 1 and nights[0].data.tags["regressed"] == "True"
     assert [a.path for a in c.list_artifacts(nights[0].info.run_id)] == ["benchmark_history.md"]
-    stage_runs = c.search_runs([tracking.experiment_id("benchmark-nightly")],
-                               f"tags.mlflow.parentRunId = '{nights[0].info.run_id}'")
+    stage_runs = c.search_runs(
+        [tracking.experiment_id("benchmark-nightly")], f"tags.mlflow.parentRunId = '{nights[0].info.run_id}'"
+    )
     assert [r.data.tags["stage"] for r in stage_runs] == ["benchmark"] and stage_runs[0].data.metrics
 
 
@@ -427,16 +525,21 @@ def test_flow_parameters_to_overrides(tmp_path):
     (tmp_path / "params").mkdir()
     shutil.copy(REPO / "params" / "train.yaml", tmp_path / "params" / "train.yaml")
     shutil.copy(REPO / "params" / "download.yaml", tmp_path / "params" / "download.yaml")
-    kw = dict(name=None, max_steps=None, ray_workers=None, loader_workers=None, source=None, overrides=None,
-              repo=tmp_path)
+    kw = dict(
+        name=None, max_steps=None, ray_workers=None, loader_workers=None, source=None, overrides=None, repo=tmp_path
+    )
     committed = yaml.safe_load((tmp_path / "params" / "train.yaml").read_text())["train"]
     # the committed family and preset, nothing else: no override at all (no params file is rewritten)
     same = training_overrides(committed["model"]["family"], preset=None, **kw)
     assert effective_overrides(tmp_path, same) == {}
     jasper = training_overrides("jasper", preset="tiny", **{**kw, "max_steps": 7, "source": "librispeech"})
     assert effective_overrides(tmp_path, jasper) == {
-        "train.model.family": "jasper", "train.model.overrides": {}, "train.name": "jasper_tiny",
-        "train.loop.max_steps": 7, "download.source": "librispeech",
-        **({} if committed["model"]["preset"] == "tiny" else {"train.model.preset": "tiny"})}
+        "train.model.family": "jasper",
+        "train.model.overrides": {},
+        "train.name": "jasper_tiny",
+        "train.loop.max_steps": 7,
+        "download.source": "librispeech",
+        **({} if committed["model"]["preset"] == "tiny" else {"train.model.preset": "tiny"}),
+    }
     named = training_overrides("quartznet", preset="5x5", **{**kw, "name": "qn", "overrides": {"train.seed": 9}})
     assert named["train.name"] == "qn" and named["train.model.preset"] == "5x5" and named["train.seed"] == 9

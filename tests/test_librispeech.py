@@ -123,7 +123,7 @@ def test_local_extracted_is_read_in_place(tmp_path, mirror, layout):
             config(tmp_path, srv, splits={"dev": ["dev-clean"]}, local_path=str(local)), out, progress=False
         )
         assert srv.requests == []
-    speaker_chapter = lambda utt: "/".join(utt.split("-")[:2])  # noqa: E731
+    speaker_chapter = lambda utt: "/".join(utt.split("-")[:2])
     assert items == expected_items(fake, "dev", lambda u: str(subset_dir / speaker_chapter(u) / f"{u}.flac"))
     assert missing in [it.utt_id for it in items]  # listed; prepare quarantines it
     assert not out.exists()  # nothing copied

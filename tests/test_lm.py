@@ -176,10 +176,14 @@ def test_lexicon_spells_words_in_the_char_vocab(tmp_path):
 
 
 def _manifests(root, train, dev):
-    write_jsonl(root / "train.jsonl", [{"audio_filepath": f"{i}.flac", "duration": 1.0, "text": t,
-                                        "utt_id": f"t{i}"} for i, t in enumerate(train)])
-    write_jsonl(root / "dev.jsonl", [{"audio_filepath": f"{i}.flac", "duration": 1.0, "text": t,
-                                      "utt_id": f"d{i}"} for i, t in enumerate(dev)])
+    write_jsonl(
+        root / "train.jsonl",
+        [{"audio_filepath": f"{i}.flac", "duration": 1.0, "text": t, "utt_id": f"t{i}"} for i, t in enumerate(train)],
+    )
+    write_jsonl(
+        root / "dev.jsonl",
+        [{"audio_filepath": f"{i}.flac", "duration": 1.0, "text": t, "utt_id": f"d{i}"} for i, t in enumerate(dev)],
+    )
     CharVocab().save(root / "chars.json")
 
 
@@ -196,8 +200,13 @@ def test_lm_stage_builds_from_train_or_text_or_brings_an_arpa(tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("The Cat, sat!\nthe dog ran\n\n")
     rep = lm_task.run({"order": 2, "text": str(text)}, data, data / "chars.json", tmp_path / "lm2")
-    assert rep["sentences"] == 2 and set(read_lexicon(tmp_path / "lm2" / "lexicon.txt")) == {"the", "cat", "sat",
-                                                                                              "dog", "ran"}
+    assert rep["sentences"] == 2 and set(read_lexicon(tmp_path / "lm2" / "lexicon.txt")) == {
+        "the",
+        "cat",
+        "sat",
+        "dog",
+        "ran",
+    }
     upper, _ = estimate_kneser_ney(count_ngrams(["THE CAT SAT", "THE DOG RAN"], 2))  # like the official LMs
     gz = tmp_path / "upper.arpa.gz"
     gz.write_bytes(gzip.compress(write_arpa(upper, tmp_path / "upper.arpa").read_bytes()))
@@ -261,8 +270,15 @@ def test_librispeech_lm_source_fetches_verified_lm_files_and_audio(tmp_path, lm_
     with pytest.raises(ValueError, match="no md5 for"):
         LibriSpeechLMConfig(librispeech=audio)
     with FileServer(root) as srv:
-        opts = {"md5": md5, "librispeech": {**audio, "mirror": srv.url()}, "mirror": srv.url(),
-                "cache_dir": str(tmp_path / "cache"), "retries": 1, "backoff": 0.01, "timeout": 5}
+        opts = {
+            "md5": md5,
+            "librispeech": {**audio, "mirror": srv.url()},
+            "mirror": srv.url(),
+            "cache_dir": str(tmp_path / "cache"),
+            "retries": 1,
+            "backoff": 0.01,
+            "timeout": 5,
+        }
         items = fetch_source("librispeech_lm", opts, tmp_path / "raw", progress=False)
         assert items and {it.split for it in items} == {"dev"}
         placed = tmp_path / "raw" / "librispeech_lm"

@@ -90,8 +90,7 @@ def test_layer_numbering_follows_dle():
     assert model.encoder.layers[16].mconv[0].dilation == (2,)
     assert sd["decoder.layers.0.weight"].shape == (V, 1024, 1)
     assert not any(
-        k.endswith(".bias") and k.startswith("encoder") and sd[k.replace("bias", "weight")].ndim == 3
-        for k in sd
+        k.endswith(".bias") and k.startswith("encoder") and sd[k.replace("bias", "weight")].ndim == 3 for k in sd
     )
     jasper = meta_model("jasper", "10x5")
     assert len(jasper.encoder.layers[10].res) == 10  # B5's second block: 10 dense branches
@@ -184,9 +183,7 @@ def test_ctc_loss_decreases_when_overfitting_one_batch():
     torch.manual_seed(3)
     model = build_model("quartznet", "tiny", vocab.num_outputs).train()
     texts = ["hello world", "ctc loss"]
-    targets = torch.nn.utils.rnn.pad_sequence(
-        [torch.tensor(vocab.encode(t)) for t in texts], batch_first=True
-    )
+    targets = torch.nn.utils.rnn.pad_sequence([torch.tensor(vocab.encode(t)) for t in texts], batch_first=True)
     target_lens = torch.tensor([len(t) for t in texts])
     x, x_lens = torch.randn(2, 64, 80), torch.tensor([80, 64])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -375,7 +372,7 @@ def test_build_model_overrides_and_errors():
     assert model_config("quartznet", "5x5") == QuartzNetConfig(block_repeats=1)
     assert model_config("jasper", "10x5") == JasperConfig()
     with pytest.raises(ValueError, match="unknown model family"):
-        build_model("conformer", "tiny", V)
+        build_model("zipformer", "tiny", V)
     with pytest.raises(ValueError, match="unknown quartznet preset"):
         build_model("quartznet", "20x5", V)
     with pytest.raises(ValueError, match="blocks"):

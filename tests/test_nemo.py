@@ -33,8 +33,15 @@ from tasks.convert_nemo import main
 LABELS = [" ", *"abcdefghijklmnopqrstuvwxyz", "'"]
 PREPROCESSOR = {  # NeMo's quartznet_15x5.yaml
     "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-    "normalize": "per_feature", "window_size": 0.02, "sample_rate": 16000, "window_stride": 0.01,
-    "window": "hann", "features": 64, "n_fft": 512, "frame_splicing": 1, "dither": 0.00001,
+    "normalize": "per_feature",
+    "window_size": 0.02,
+    "sample_rate": 16000,
+    "window_stride": 0.01,
+    "window": "hann",
+    "features": 64,
+    "n_fft": 512,
+    "frame_splicing": 1,
+    "dither": 0.00001,
 }
 GROUPS_FULL = [(256, 33), (256, 39), (512, 51), (512, 63), (512, 75)]
 GROUPS_TINY = [(128, 33), (128, 39), (256, 51), (256, 63), (256, 75)]
@@ -44,8 +51,16 @@ def nemo_blocks(c1, groups, repeats, sub_blocks, c2, c3, dropout=0.0):
     """NeMo's ``encoder.jasper``: one entry per block, a repeated block listed ``repeats`` times."""
 
     def block(filters, kernel, repeat=1, stride=1, dilation=1, residual=False):
-        return {"dilation": [dilation], "dropout": dropout, "filters": filters, "kernel": [kernel],
-                "repeat": repeat, "residual": residual, "separable": True, "stride": [stride]}
+        return {
+            "dilation": [dilation],
+            "dropout": dropout,
+            "filters": filters,
+            "kernel": [kernel],
+            "repeat": repeat,
+            "residual": residual,
+            "separable": True,
+            "stride": [stride],
+        }
 
     blocks = [block(c1, 33, stride=2)]
     for filters, kernel in groups:
@@ -67,10 +82,19 @@ def nemo_config(blocks, labels=LABELS):
         "train_ds": {"manifest_filepath": "???", "labels": labels, "batch_size": 32},
         "preprocessor": dict(PREPROCESSOR),
         "spec_augment": {"_target_": "nemo.collections.asr.modules.SpectrogramAugmentation", "rect_masks": 5},
-        "encoder": {"_target_": "nemo.collections.asr.modules.ConvASREncoder", "feat_in": 64,
-                    "activation": "relu", "conv_mask": True, "jasper": blocks},
-        "decoder": {"_target_": "nemo.collections.asr.modules.ConvASRDecoder", "feat_in": blocks[-1]["filters"],
-                    "num_classes": len(labels), "vocabulary": labels},
+        "encoder": {
+            "_target_": "nemo.collections.asr.modules.ConvASREncoder",
+            "feat_in": 64,
+            "activation": "relu",
+            "conv_mask": True,
+            "jasper": blocks,
+        },
+        "decoder": {
+            "_target_": "nemo.collections.asr.modules.ConvASRDecoder",
+            "feat_in": blocks[-1]["filters"],
+            "num_classes": len(labels),
+            "vocabulary": labels,
+        },
         "optim": {"name": "novograd", "lr": 0.01},
         "target": "nemo.collections.asr.models.ctc_models.EncDecCTCModel",
     }
@@ -154,11 +178,12 @@ def test_import_loads_every_tensor_and_matches_the_model(tmp_path, preset, block
     torch.testing.assert_close(outputs(model), outputs(source), rtol=0, atol=0)
 
 
-def test_import_is_compatible_with_the_checkpoint_loader(tmp_path):
-    checkpoint = pytest.importorskip("asr_core.train.checkpoint")
+def test_import_is_compatible_with_the_model_loader(tmp_path):
+    from asr_core.models.artifact import load_model
+
     source = random_model(seed=4)
     path = import_nemo(make_nemo(tmp_path, source), tmp_path / "model.pt").path
-    model, features, vocab = checkpoint.load_model(path)
+    model, features, vocab = load_model(path)
     assert vocab == CharVocab() and features.cfg == FilterbankConfig()
     torch.testing.assert_close(outputs(model), outputs(source), rtol=0, atol=0)
 
@@ -268,12 +293,20 @@ def test_filterbank_that_differs_from_the_config_is_refused(tmp_path):
 
 
 def write_model_pt(path, net, **changes):
-    """model.pt as the training stage writes it (asr_core.train.checkpoint.save_model's keys)."""
+    """model.pt as the training stage writes it (asr_core.models.artifact.save_model's keys)."""
     obj = {
-        "format": "asr-toolkit/ctc-model", "version": 1, "family": "quartznet",
-        "model_config": model_config("quartznet", "tiny").to_dict(), "num_outputs": 29,
-        "features": FilterbankConfig().to_dict(), "vocab": CharVocab().to_dict(),
-        "model": net.state_dict(), "step": 1234, "metrics": {"dev_wer": 0.5},
+        "format": "asr-toolkit/model",
+        "version": 2,
+        "kind": "ctc",
+        "family": "quartznet",
+        "frontend": "filterbank",
+        "model_config": model_config("quartznet", "tiny").to_dict(),
+        "num_outputs": 29,
+        "features": FilterbankConfig().to_dict(),
+        "vocab": CharVocab().to_dict(),
+        "model": net.state_dict(),
+        "step": 1234,
+        "metrics": {"dev_wer": 0.5},
     }
     obj.update(changes)
     torch.save(obj, path)
@@ -302,7 +335,7 @@ def test_round_trip_model_pt_to_nemo_to_model_pt(tmp_path):
 
     back = import_nemo(exported.path, tmp_path / "back.pt")
     a, b = torch.load(original, weights_only=True), torch.load(back.path, weights_only=True)
-    for key in ("family", "model_config", "num_outputs", "features", "vocab", "format", "version"):
+    for key in ("kind", "family", "frontend", "model_config", "num_outputs", "features", "vocab", "format", "version"):
         assert a[key] == b[key], key
     assert list(a["model"]) == list(b["model"])
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -128,8 +128,9 @@ def test_build_optimizer_groups():
     opt = build_optimizer("novograd", m, lr=0.01, weight_decay=1e-3)
     assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 1e-3  # DLE: decay all
     assert opt.param_groups[0]["betas"] == (0.95, 0.0)
-    opt = build_optimizer("adamw", nn.DataParallel(m), lr=1e-3, weight_decay=0.01,
-                          betas=(0.9, 0.98), eps=1e-6, exclude_norm_and_bias=True)
+    opt = build_optimizer(
+        "adamw", nn.DataParallel(m), lr=1e-3, weight_decay=0.01, betas=(0.9, 0.98), eps=1e-6, exclude_norm_and_bias=True
+    )
     decay, no_decay = opt.param_groups
     assert {id(p) for p in decay["params"]} == {id(m[0].weight), id(m[3].weight)}
     assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 6
@@ -154,9 +155,12 @@ def test_exponential_shape():
     assert s.lr_at(10) == 1.0  # first decay epoch starts one update later, as in DLE
     assert [s.lr_at(k) for k in (11, 15, 16, 20, 21)] == [0.5, 0.5, 0.25, 0.25, 0.125]
     assert s.lr_at(10_000) == 0.01  # floor
-    smooth = build_schedule(ScheduleConfig("exponential", warmup_steps=4, hold_steps=6, exp_gamma=0.5,
-                                           staircase=False), 1.0, steps_per_epoch=5)
-    assert smooth.lr_at(12) == pytest.approx(0.5 ** 0.4)
+    smooth = build_schedule(
+        ScheduleConfig("exponential", warmup_steps=4, hold_steps=6, exp_gamma=0.5, staircase=False),
+        1.0,
+        steps_per_epoch=5,
+    )
+    assert smooth.lr_at(12) == pytest.approx(0.5**0.4)
 
 
 def test_exponential_matches_dle_training_loop():
@@ -173,8 +177,9 @@ def test_exponential_matches_dle_training_loop():
             a = gamma ** (epoch - we - he)
         return max(a * base, floor)
 
-    s = build_schedule(ScheduleConfig("exponential", warmup_epochs=we, hold_epochs=he, exp_gamma=gamma),
-                       base, steps_per_epoch=spe)
+    s = build_schedule(
+        ScheduleConfig("exponential", warmup_epochs=we, hold_epochs=he, exp_gamma=gamma), base, steps_per_epoch=spe
+    )
     step = 1
     for epoch in range(1, 400):
         for _ in range(spe):
@@ -192,8 +197,11 @@ def test_legacy_polynomial_tri_stage_shapes():
     assert poly.lr_at(0) == 0.0  # fairseq: the first update has lr 0
     assert poly.lr_at(5) == 0.5 and poly.lr_at(10) == 1.0
     assert poly.lr_at(60) == pytest.approx(0.5) and poly.lr_at(110) == 0.0 and poly.lr_at(500) == 0.0
-    poly2 = build_schedule(ScheduleConfig("polynomial", warmup_steps=10, hold_steps=10, power=2.0,
-                                          final_lr_scale=0.1), 1.0, total_steps=120)
+    poly2 = build_schedule(
+        ScheduleConfig("polynomial", warmup_steps=10, hold_steps=10, power=2.0, final_lr_scale=0.1),
+        1.0,
+        total_steps=120,
+    )
     assert poly2.lr_at(20) == 1.0 and poly2.lr_at(70) == pytest.approx(0.9 * 0.25 + 0.1)
 
     tri = build_schedule(ScheduleConfig("tri_stage", warmup_ratio=0.1, hold_ratio=0.4), 1.0, total_steps=100)
@@ -351,10 +359,14 @@ def _train(net, opt, sched, ema, start, end):
 
 
 @pytest.mark.parametrize("opt_name", ["novograd", "adamw", "adam"])
-@pytest.mark.parametrize("sched_cfg", [
-    ScheduleConfig("exponential", warmup_steps=2, hold_steps=2, exp_gamma=0.5),
-    ScheduleConfig("plateau", warmup_steps=3),
-], ids=["exponential", "plateau"])
+@pytest.mark.parametrize(
+    "sched_cfg",
+    [
+        ScheduleConfig("exponential", warmup_steps=2, hold_steps=2, exp_gamma=0.5),
+        ScheduleConfig("plateau", warmup_steps=3),
+    ],
+    ids=["exponential", "plateau"],
+)
 def test_exact_resume(opt_name, sched_cfg):
     ref = _build(opt_name, sched_cfg, seed=0)
     _train(*ref, 0, 10)
@@ -363,8 +375,15 @@ def test_exact_resume(opt_name, sched_cfg):
     _train(*first, 0, 5)
     buf = io.BytesIO()
     net, opt, sched, ema = first
-    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
-                "ema": ema.state_dict()}, buf)
+    torch.save(
+        {
+            "model": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "schedule": sched.state_dict(),
+            "ema": ema.state_dict(),
+        },
+        buf,
+    )
     buf.seek(0)
     ckpt = torch.load(buf, weights_only=False)
 

@@ -14,7 +14,7 @@ from asr_core.decoding.rnnt_greedy import greedy_decode
 from asr_core.decoding.rnnt_stream import StreamingTranscriber, stream_file
 from asr_core.export.rnnt_runtime import load_backend
 from asr_core.io.jsonl import read_jsonl
-from asr_core.train.checkpoint import load_model
+from asr_core.models.artifact import load_model
 from tests.test_rnnt_decode import noisy_model, trained  # noqa: F401  (a module-scoped fixture)
 
 
@@ -27,8 +27,19 @@ def exported(trained, tmp_path_factory):  # noqa: F811
     noisy = noisy_model(model_path)
     tmp = tmp_path_factory.mktemp("rnnt_export")
     params = tmp / "export.yaml"
-    params.write_text(yaml.safe_dump({"export": {"manifest_dir": str(corpus), "split": "test", "num_workers": 0,
-                                                 "threads": 1, "max_utterances": 3}}))
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "export": {
+                    "manifest_dir": str(corpus),
+                    "split": "test",
+                    "num_workers": 0,
+                    "threads": 1,
+                    "max_utterances": 3,
+                }
+            }
+        )
+    )
     out, report = tmp / "exports", tmp / "export.json"
     export.main(["--params", str(params), "--model", str(noisy), "--out", str(out), "--report", str(report)])
     return json.loads(report.read_text()), out, noisy, corpus
@@ -36,7 +47,7 @@ def exported(trained, tmp_path_factory):  # noqa: F811
 
 def test_export_stage_writes_three_graphs_and_passes_its_gates(exported):
     report, out, _, _ = exported
-    assert report["passed"] and report["family"] == "rnnt" and report["utterances"] == 3
+    assert report["passed"] and report["kind"] == "transducer" and report["utterances"] == 3
     for name in ("onnxruntime_fp32", "openvino_fp32"):
         b = report["backends"][name]
         assert b["transcripts_differ"] == 0 and b["max_abs_diff"] <= 1e-3, b
@@ -69,8 +80,9 @@ def test_transcribe_stream_on_onnxruntime(exported, capsys):
     row = next(iter(read_jsonl(corpus / "test.jsonl")))
     audio = str(corpus / row["audio_filepath"])
     torch_text = transcribe.main(["--model", str(noisy), audio])
-    ort_text = transcribe.main(["--model", str(noisy), "--backend", "onnxruntime", "--exports", str(out),
-                                "--stream", audio])
+    ort_text = transcribe.main(
+        ["--model", str(noisy), "--backend", "onnxruntime", "--exports", str(out), "--stream", audio]
+    )
     assert ort_text == torch_text and torch_text[0]
     assert "partial\t" in capsys.readouterr().out
 
@@ -80,11 +92,35 @@ def test_benchmark_stage_streams_each_backend(exported, tmp_path):
 
     _, out, noisy, corpus = exported
     params = tmp_path / "benchmark.yaml"
-    params.write_text(yaml.safe_dump({"benchmark": {
-        "threads": 1, "wer": {"manifest_dir": str(corpus), "split": "dev"},
-        "rnnt": {"backends": ["torch", "onnxruntime", "openvino"], "max_utterances": 2, "chunk_frames": 4}}}))
-    report = benchmark.main(["--params", str(params), "--model", str(noisy), "--exports", str(out),
-                             "--out", str(tmp_path / "bench"), "--report", str(tmp_path / "benchmark.json")])
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "benchmark": {
+                    "threads": 1,
+                    "wer": {"manifest_dir": str(corpus), "split": "dev"},
+                    "transducer": {
+                        "backends": ["torch", "onnxruntime", "openvino"],
+                        "max_utterances": 2,
+                        "chunk_frames": 4,
+                    },
+                }
+            }
+        )
+    )
+    report = benchmark.main(
+        [
+            "--params",
+            str(params),
+            "--model",
+            str(noisy),
+            "--exports",
+            str(out),
+            "--out",
+            str(tmp_path / "bench"),
+            "--report",
+            str(tmp_path / "benchmark.json"),
+        ]
+    )
     assert set(report["cells"]) == {"cpu/torch/stream", "cpu/onnxruntime/stream", "cpu/openvino/stream"}
     wers = set()
     for cell in report["cells"].values():
@@ -94,7 +130,6 @@ def test_benchmark_stage_streams_each_backend(exported, tmp_path):
         wers.add(cell["wer"])
     assert len(wers) == 1 and set(report["wer"]) == {"cpu/torch", "cpu/onnxruntime", "cpu/openvino"}  # same transcripts
     assert "| onnxruntime |" in (tmp_path / "bench" / "report.md").read_text()
-
 
 
 def test_openvino_bf16_backend_streams_in_reduced_precision(exported):

@@ -15,10 +15,19 @@ from tests.test_flows import _runs, harness, repo  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-TINY = {"train.loop.max_steps": 3, "train.loop.max_minutes": None, "train.loop.eval_every": 3,
-        "train.loop.ckpt_every": 3, "train.loop.log_every": 1, "train.data.num_workers": 0,
-        "train.data.eval_max_utterances": 2, "train.data.max_batch_seconds": 30, "train.ray.num_workers": 0,
-        "train.optim.schedule.warmup_steps": 1, "train.model.overrides": {"enc_hidden": 32, "enc_proj": 32}}
+TINY = {
+    "train.loop.max_steps": 3,
+    "train.loop.max_minutes": None,
+    "train.loop.eval_every": 3,
+    "train.loop.ckpt_every": 3,
+    "train.loop.log_every": 1,
+    "train.data.num_workers": 0,
+    "train.data.eval_max_utterances": 2,
+    "train.data.max_batch_seconds": 30,
+    "train.ray.num_workers": 0,
+    "train.optim.schedule.warmup_steps": 1,
+    "train.model.overrides": {"enc_hidden": 32, "enc_proj": 32},
+}
 
 
 def test_train_rnnt_flow_trains_a_transducer_with_its_profile(repo):  # noqa: F811

@@ -27,9 +27,9 @@ def test_rnnt_dvc_repro_end_to_end_then_flow_registers(repo):  # noqa: F811
     from tasks import registry
 
     # a few utterances per stage, every backend benchmarked once (both paths read these files)
-    _set(repo / "params" / "evaluate.yaml", "evaluate", {"max_utterances": 2, "rnnt.beam_max_utterances": None})
+    _set(repo / "params" / "evaluate.yaml", "evaluate", {"max_utterances": 2, "transducer.beam_max_utterances": None})
     _set(repo / "params" / "export.yaml", "export", {"max_utterances": 2})
-    _set(repo / "params" / "benchmark.yaml", "benchmark", {"rnnt.max_utterances": 2, "rnnt.warmup": 0})
+    _set(repo / "params" / "benchmark.yaml", "benchmark", {"transducer.max_utterances": 2, "transducer.warmup": 0})
 
     # 1. the README recipe: the profile as params/train.yaml (with the tiny model and loop), `dvc repro`
     train_yaml = repo / "params" / "train.yaml"
@@ -42,19 +42,19 @@ def test_rnnt_dvc_repro_end_to_end_then_flow_registers(repo):  # noqa: F811
         assert f"Running stage '{stage}'" in r.stdout, r.stdout[-3000:]
     assert json.loads((repo / "reports" / "train.json").read_text())["steps"] == 3
     ev = json.loads((repo / "reports" / "evaluate.json").read_text())
-    assert ev["family"] == "rnnt" and ev["decoding"]["beam"] == 4
+    assert ev["kind"] == "transducer" and ev["decoding"]["beam"] == 4
     for split in ("dev", "test", "test_unseen_voice"):
         assert ev[split]["utterances"] == 2 and ev[split]["beam"]["utterances"] == 2, ev[split]
         assert (repo / "reports" / "eval" / f"{split}.beam.tsv").is_file()
     assert (repo / "reports" / "eval" / "alignment.png").is_file()
     ex = json.loads((repo / "reports" / "export.json").read_text())
-    assert ex["passed"] and ex["family"] == "rnnt" and ex["utterances"] == 2
+    assert ex["passed"] and ex["kind"] == "transducer" and ex["utterances"] == 2
     for name in ("onnxruntime_fp32", "openvino_fp32"):
         assert ex["backends"][name]["passed"] and ex["backends"][name]["transcripts_differ"] == 0, ex["backends"]
     out = repo / "exports" / "rnnt_small"
     assert all((out / g).is_file() for g in GRAPHS) and (out / "openvino" / "encoder" / "model.xml").is_file()
     bench = json.loads((repo / "reports" / "benchmark.json").read_text())
-    assert bench["family"] == "rnnt" and bench["stream"]["max_utterances"] == 2
+    assert bench["kind"] == "transducer" and bench["stream"]["max_utterances"] == 2
     assert set(bench["cells"]) == {f"cpu/{b}/stream" for b in ("torch", "onnxruntime", "openvino")}
     assert all(c["utterances"] == 2 and c["audio_s_per_s"] > 0 for c in bench["cells"].values())
     assert len(set(bench["wer"].values())) == 1, bench["wer"]  # the same transcripts on every backend

@@ -19,8 +19,9 @@ def _export(path: Path, seed: int) -> Path:
     from asr_core.models.rnnt import rnnt_model, rnnt_tiny
 
     torch.manual_seed(seed)
-    model = rnnt_model(rnnt_tiny(enc_hidden=16, enc_proj=16, embed_dim=8, pred_hidden=16, pred_proj=16,
-                                 joint_dim=16, enc_layers=2), 12).eval()
+    model = rnnt_model(
+        rnnt_tiny(enc_hidden=16, enc_proj=16, embed_dim=8, pred_hidden=16, pred_proj=16, joint_dim=16, enc_layers=2), 12
+    ).eval()
     path.mkdir(parents=True)
     export_rnnt(model, path, openvino=False)
     write_meta(model, path)
@@ -36,22 +37,40 @@ def test_transducer_export_folder_registered_with_champion_rule(tmp_path, monkey
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     evaluation = tmp_path / "evaluate.json"
     folders = [_export(tmp_path / f"exports{i}" / "rnnt_small", seed=i) for i in range(3)]
-    assert registry.export_graphs(folders[0]) == [folders[0] / g for g in ("encoder.onnx", "predictor.onnx", "joint.onnx")]
-    listing = "".join(f"{hashlib.md5((folders[0] / g).read_bytes()).hexdigest()}  {g}\n"
-                      for g in ("encoder.onnx", "predictor.onnx", "joint.onnx"))
+    assert registry.export_graphs(folders[0]) == [
+        folders[0] / g for g in ("encoder.onnx", "predictor.onnx", "joint.onnx")
+    ]
+    listing = "".join(
+        f"{hashlib.md5((folders[0] / g).read_bytes()).hexdigest()}  {g}\n"
+        for g in ("encoder.onnx", "predictor.onnx", "joint.onnx")
+    )
     assert registry.graphs_md5(registry.export_graphs(folders[0])) == hashlib.md5(listing.encode()).hexdigest()
 
     results = []
     for folder, wer in zip(folders, (0.5, 0.6, 0.4)):
         evaluation.write_text(json.dumps({"test": {"wer": wer, "beam": {"wer": wer - 0.1}}}))
         run_id = tracking.start_flow_run("register", tags={"stage": "register"})
-        results.append(registry.register(model_name="asr-rnnt-test", export_dir=folder, evaluation_path=evaluation,
-                                         run_id=run_id, tags={"train_name": "rnnt_small", "family": "rnnt"}))
+        results.append(
+            registry.register(
+                model_name="asr-rnnt-test",
+                export_dir=folder,
+                evaluation_path=evaluation,
+                run_id=run_id,
+                tags={"train_name": "rnnt_small", "family": "rnnt"},
+            )
+        )
     assert [(r["version"], r["promoted"], r["wer_split"], r["reused"]) for r in results] == [
-        ("1", True, "test", False), ("2", False, "test", False), ("3", True, "test", False)]
+        ("1", True, "test", False),
+        ("2", False, "test", False),
+        ("3", True, "test", False),
+    ]
     # the same three graphs again (a flow re-run whose train/export stages were skipped): no new version
-    again = registry.register(model_name="asr-rnnt-test", export_dir=folders[1], evaluation_path=evaluation,
-                              run_id=tracking.start_flow_run("register", tags={"stage": "register"}))
+    again = registry.register(
+        model_name="asr-rnnt-test",
+        export_dir=folders[1],
+        evaluation_path=evaluation,
+        run_id=tracking.start_flow_run("register", tags={"stage": "register"}),
+    )
     assert (again["version"], again["reused"], again["promoted"]) == ("2", True, False)
     c = tracking.client()
     assert len(c.search_model_versions("name = 'asr-rnnt-test'")) == 3
@@ -64,8 +83,13 @@ def test_transducer_export_folder_registered_with_champion_rule(tmp_path, monkey
     # the champion's artifacts are the export folder: the streaming runtime runs from the download
     mlflow.set_tracking_uri(tracking.tracking_uri())
     local = Path(mlflow.artifacts.download_artifacts("models:/asr-rnnt-test@champion", dst_path=str(tmp_path / "dl")))
-    assert {p.name for p in local.iterdir()} == {"encoder.onnx", "predictor.onnx", "joint.onnx", "rnnt_export.json",
-                                                 "export.json"}
+    assert {p.name for p in local.iterdir()} == {
+        "encoder.onnx",
+        "predictor.onnx",
+        "joint.onnx",
+        "rnnt_export.json",
+        "export.json",
+    }
     for g in ("encoder.onnx", "predictor.onnx", "joint.onnx"):
         assert (local / g).read_bytes() == (folders[2] / g).read_bytes()
     from asr_core.export.rnnt_runtime import load_backend

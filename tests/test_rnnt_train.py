@@ -8,8 +8,9 @@ from pathlib import Path
 import yaml
 
 from asr_core.io.jsonl import read_jsonl
+from asr_core.models.artifact import load_model
 from asr_core.tokenizer import SentencePieceConfig, train_sentencepiece
-from asr_core.train.checkpoint import list_checkpoints, load_model
+from asr_core.train.checkpoint import list_checkpoints
 from tests.test_engine import make_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,10 +27,25 @@ def rnnt_params(tmp_path: Path, corpus: Path, spm: Path, steps: int = 12) -> Pat
     """params/profiles/rnnt.yaml with tiny overrides: the tiny preset, a few steps, temp paths."""
     section = yaml.safe_load((REPO / "params" / "profiles" / "rnnt.yaml").read_text())["train"]
     section["name"] = "rnnt_test"
-    section["model"].update(preset="tiny", overrides={"enc_hidden": 32, "enc_proj": 32, "pred_hidden": 32,
-                                                      "pred_proj": 32, "joint_dim": 32, "embed_dim": 16})
-    section["data"].update(train_manifest=str(corpus / "train.jsonl"), dev_manifest=str(corpus / "dev.jsonl"),
-                           tokenizer=str(spm), batch_size=6, max_batch_seconds=None, num_workers=0)
+    section["model"].update(
+        preset="tiny",
+        overrides={
+            "enc_hidden": 32,
+            "enc_proj": 32,
+            "pred_hidden": 32,
+            "pred_proj": 32,
+            "joint_dim": 32,
+            "embed_dim": 16,
+        },
+    )
+    section["data"].update(
+        train_manifest=str(corpus / "train.jsonl"),
+        dev_manifest=str(corpus / "dev.jsonl"),
+        tokenizer=str(spm),
+        batch_size=6,
+        max_batch_seconds=None,
+        num_workers=0,
+    )
     section["optim"].update(lr=0.01, schedule={"name": "polynomial", "warmup_steps": 1, "final_lr_scale": 0.5})
     section["loop"].update(max_steps=steps, max_minutes=None, eval_every=steps, ckpt_every=steps // 2, log_every=1)
     section["ray"].update(num_workers=0, torch_threads=1)
@@ -53,8 +69,9 @@ def test_train_stage_trains_a_transducer(tmp_path):
 
     client = MlflowClient(tracking.tracking_uri())
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
-    run = client.search_runs([exp.experiment_id], "tags.mlflow.runName = 'train'",
-                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    run = client.search_runs(
+        [exp.experiment_id], "tags.mlflow.runName = 'train'", order_by=["attributes.start_time DESC"], max_results=1
+    )[0]
     losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)]
     assert len(losses) == 12 and losses[-1] < 0.7 * losses[0], losses
     assert run.data.params["train.model.family"] == "rnnt"
@@ -62,5 +79,5 @@ def test_train_stage_trains_a_transducer(tmp_path):
     model_dir = out / "rnnt_test"
     assert [s for s, _ in list_checkpoints(model_dir / "checkpoints")] == [6, 12]
     model, features, vocab = load_model(model_dir / "model.pt")
-    assert getattr(model, "transducer", False) and vocab.num_outputs == 16 and features.cfg.n_mels == 80
+    assert model.kind == "transducer" and vocab.num_outputs == 16 and features.cfg.n_mels == 80
     assert vocab.decode(vocab.encode("abc de")) == "abc de"

@@ -31,12 +31,12 @@ def _run(args: list[str], repo: Path, env: dict, timeout: float = 300) -> str:
 
 def _post(url: str, body: dict) -> list:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (127.0.0.1)
+    with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
 
 def _api(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 (127.0.0.1)
+    with urllib.request.urlopen(url, timeout=10) as r:
         return json.loads(r.read())
 
 
@@ -48,8 +48,11 @@ def test_servers_integration_deployment_run_from_cli(tmp_path_factory, tmp_path,
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["servers"].update(prefect_port=pick_port("127.0.0.1", 0), mlflow_port=pick_port("127.0.0.1", 0))
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}",
+    }
     env.pop("PREFECT_API_URL", None)
     py = sys.executable
     state_file = repo / ".flows" / "servers.json"
@@ -60,8 +63,19 @@ def test_servers_integration_deployment_run_from_cli(tmp_path_factory, tmp_path,
         env["PREFECT_API_URL"] = api
         assert "prefect  running" in _run([py, "-m", "flows.servers", "status"], repo, env)
 
-        out = _run(["prefect", "deployment", "run", "train-quartznet/default",
-                    "--param", 'overrides={"evaluate.max_utterances": 3}'], repo, env, timeout=120)
+        out = _run(
+            [
+                "prefect",
+                "deployment",
+                "run",
+                "train-quartznet/default",
+                "--param",
+                'overrides={"evaluate.max_utterances": 3}',
+            ],
+            repo,
+            env,
+            timeout=120,
+        )
         flow_run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
         deadline = time.monotonic() + WAIT_S
         while True:
@@ -73,9 +87,16 @@ def test_servers_integration_deployment_run_from_cli(tmp_path_factory, tmp_path,
         assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{log[-4000:]}"
 
         nightly = _api(f"{api}/deployments/name/benchmark-nightly/nightly")
-        assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in nightly["schedules"]] == [("0 2 * * *", "UTC")]
-        upcoming = _post(f"{api}/flow_runs/filter", {"deployments": {"id": {"any_": [nightly["id"]]}},
-                                                      "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}})
+        assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in nightly["schedules"]] == [
+            ("0 2 * * *", "UTC")
+        ]
+        upcoming = _post(
+            f"{api}/flow_runs/filter",
+            {
+                "deployments": {"id": {"any_": [nightly["id"]]}},
+                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+            },
+        )
 
         from tasks import tracking
         from tasks.dvc_stage import pipeline_stages

@@ -33,8 +33,7 @@ TINY = dict(train=6, dev=3, test=3, test_unseen_voice=3)
 
 
 def sha256_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*.flac"))}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.flac"))}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +44,7 @@ def tiny_corpus(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------- text
+
 
 def test_vocabulary_is_large_and_in_alphabet():
     vocab = vocabulary()
@@ -70,13 +70,24 @@ def test_sentences_are_normalised_use_the_vocabulary_and_vary():
 def test_grammar_agrees_and_picks_articles():
     sentences = [make_sentence(random.Random(i)) for i in range(4000)]
     text = " " + " | ".join(sentences) + " "
-    for wrong in (" a apple ", " a old ", " an big ", " he are ", " they is ", " i is ", " she don't ",
-                  " we was ", " doesn't went ", " didn't ate "):
+    for wrong in (
+        " a apple ",
+        " a old ",
+        " an big ",
+        " he are ",
+        " they is ",
+        " i is ",
+        " she don't ",
+        " we was ",
+        " doesn't went ",
+        " didn't ate ",
+    ):
         assert wrong not in text, wrong
     assert " an " in text and "'" in text  # articles and apostrophes (contractions, possessives)
 
 
 # ---------------------------------------------------------------------------- splits and voices
+
 
 def test_splits_share_no_sentence_and_follow_the_config():
     cfg = SynthConfig(train=3000, dev=300, test=300, test_unseen_voice=300)
@@ -88,7 +99,7 @@ def test_splits_share_no_sentence_and_follow_the_config():
         assert len(set(texts)) == len(texts), s
         assert all(split_of_sentence(t) == s for t in texts)
     for i, a in enumerate(SPLITS):
-        for b in SPLITS[i + 1:]:
+        for b in SPLITS[i + 1 :]:
             assert not set(by_split[a]) & set(by_split[b]), (a, b)
     assert len({u.utt_id for u in specs}) == len(specs)
 
@@ -128,6 +139,7 @@ def test_shipped_voice_data_has_every_configured_voice():
 
 # ---------------------------------------------------------------------------- config
 
+
 def test_config_round_trip_and_clear_errors():
     cfg = SynthConfig(seed=7, snr_db=None, held_out_voices=["en-us+m3"])
     assert SynthConfig.from_dict(cfg.to_dict()) == cfg
@@ -147,6 +159,7 @@ def test_config_round_trip_and_clear_errors():
 
 
 # ---------------------------------------------------------------------------- audio
+
 
 def test_render_margins_gain_and_noise_are_exact():
     speech = np.where(np.arange(4000) % 40 < 20, 8000, -8000).astype(np.int16)
@@ -183,12 +196,12 @@ def test_audio_is_speech_like(tiny_corpus):
         words = len(it.text.split())
         seconds_per_word = (len(x) / sr - 0.4) / words
         assert 0.12 < seconds_per_word < 0.9, (it.utt_id, len(x) / sr, it.text)
-        rms = np.sqrt(np.mean(x ** 2))
+        rms = np.sqrt(np.mean(x**2))
         assert 20 * np.log10(rms) > -35, (it.utt_id, rms)
         head = x[: int(0.09 * sr)]
-        assert np.sqrt(np.mean(head ** 2)) < rms / 10  # quiet margin before the speech
+        assert np.sqrt(np.mean(head**2)) < rms / 10  # quiet margin before the speech
         frames = x[: len(x) // 441 * 441].reshape(-1, 441)  # 20 ms frames
-        energy_db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+        energy_db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
         assert np.percentile(energy_db, 90) - np.percentile(energy_db, 10) > 15  # syllables and pauses, not a hum
         spectrum = np.abs(np.fft.rfft(x)) ** 2
         freqs = np.fft.rfftfreq(len(x), 1 / sr)

@@ -12,7 +12,7 @@ from asr_core.text import ALPHABET, CharVocab, normalize_text, out_of_alphabet
         ("'quoted' words", "quoted words"),
         ("rock & roll", "rock and roll"),
         ("  \tmany\n spaces ", "many spaces"),
-        ("HE SAID \"NO\"", "he said no"),
+        ('HE SAID "NO"', "he said no"),
     ],
 )
 def test_normalize(raw, want):

@@ -8,7 +8,23 @@ from asr_core.io import write_jsonl
 from asr_core.tokenizer import SentencePieceConfig, train_sentencepiece
 from tasks import tokenizer as tokenizer_task
 
-WORDS = "the quick brown fox jumps over a lazy dog while seven old farmers sing slowly".split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "seven",
+    "old",
+    "farmers",
+    "sing",
+    "slowly",
+]
 
 
 def _texts(n=200, seed=0):
@@ -38,7 +54,9 @@ def test_sentencepiece_errors_are_clear(tmp_path):
 
 def test_tokenizer_stage(tmp_path):
     manifest = tmp_path / "train.jsonl"
-    write_jsonl(manifest, [{"audio_filepath": f"a/{i}.flac", "duration": 1.0, "text": t} for i, t in enumerate(_texts())])
+    write_jsonl(
+        manifest, [{"audio_filepath": f"a/{i}.flac", "duration": 1.0, "text": t} for i, t in enumerate(_texts())]
+    )
     out = tmp_path / "tok"
     summary = tokenizer_task.run({"sentencepiece": {"vocab_size": 40, "model_type": "unigram"}}, manifest, out)
     assert summary["ctc_outputs"] == 29 and summary["spm_vocab_size"] == 40

@@ -10,7 +10,9 @@ def _client():
 
 
 def test_stage_run_logs_params_metrics_and_artifacts():
-    with tracking.stage_run("unit", {"download": {"source": "synthetic", "synthetic": {"train": 3, "v": [1, 2]}}}) as tr:
+    with tracking.stage_run(
+        "unit", {"download": {"source": "synthetic", "synthetic": {"train": 3, "v": [1, 2]}}}
+    ) as tr:
         tr.log_metrics({"hours": 1.5, "splits": {"train": {"utterances": 3}}, "note": "skip", "flag": True})
         tracking.log_summary_artifact(tr, {"a": 1}, "summary.json")
         run_id = tr.run_id
@@ -24,10 +26,9 @@ def test_stage_run_logs_params_metrics_and_artifacts():
 
 
 def test_failed_stage_marks_run_failed():
-    with pytest.raises(ValueError):
-        with tracking.stage_run("broken") as tr:
-            run_id = tr.run_id
-            raise ValueError("bad field x")
+    with pytest.raises(ValueError), tracking.stage_run("broken") as tr:
+        run_id = tr.run_id
+        raise ValueError("bad field x")
     run = _client().get_run(run_id)
     assert run.info.status == "FAILED"
     assert "bad field x" in run.data.tags["error"]

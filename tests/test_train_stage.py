@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from asr_core.train.checkpoint import list_checkpoints, load_checkpoint, load_model
+from asr_core.models.artifact import load_model
+from asr_core.train.checkpoint import list_checkpoints, load_checkpoint
 from tests.test_engine import SMALL, make_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,10 +20,17 @@ def _params(tmp_path: Path, corpus: Path, ray: dict, steps: int = 4, **loop) -> 
     section = yaml.safe_load((REPO / "params" / "train.yaml").read_text())["train"]
     section["name"] = "tiny_test"
     section["model"]["overrides"] = dict(SMALL)
-    section["data"].update(train_manifest=str(corpus / "train.jsonl"), dev_manifest=str(corpus / "dev.jsonl"),
-                           vocab=None, batch_size=3, max_batch_seconds=None, num_workers=0)
-    section["loop"].update(max_steps=steps, max_minutes=None, eval_every=2, ckpt_every=2, log_every=1,
-                           precision="fp32", **loop)
+    section["data"].update(
+        train_manifest=str(corpus / "train.jsonl"),
+        dev_manifest=str(corpus / "dev.jsonl"),
+        vocab=None,
+        batch_size=3,
+        max_batch_seconds=None,
+        num_workers=0,
+    )
+    section["loop"].update(
+        max_steps=steps, max_minutes=None, eval_every=2, ckpt_every=2, log_every=1, precision="fp32", **loop
+    )
     section["optim"]["schedule"].update(warmup_steps=1)  # the default's warm-up is longer than the run
     section["ray"].update(ray)
     path = tmp_path / "train.yaml"
@@ -37,8 +45,12 @@ def _mlflow_run(run_name: str = "train"):
 
     client = MlflowClient(tracking.tracking_uri())
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
-    runs = client.search_runs([exp.experiment_id], f"tags.mlflow.runName = '{run_name}'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        f"tags.mlflow.runName = '{run_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return client, runs[0]
 
 
@@ -88,8 +100,17 @@ def test_train_stage_in_process_writes_model_checkpoints_report_and_mlflow(tmp_p
 @pytest.mark.slow  # ~40 s here: Ray's start-up, not the 4 steps
 def test_train_stage_one_ray_worker(tmp_path):
     corpus = make_corpus(tmp_path / "corpus")
-    params = _params(tmp_path, corpus, {"num_workers": 1, "resources_per_worker": {"CPU": 1}, "num_cpus": 2,
-                                        "torch_threads": 1, "storage_path": str(tmp_path / "ray")})
+    params = _params(
+        tmp_path,
+        corpus,
+        {
+            "num_workers": 1,
+            "resources_per_worker": {"CPU": 1},
+            "num_cpus": 2,
+            "torch_threads": 1,
+            "storage_path": str(tmp_path / "ray"),
+        },
+    )
     model_dir, report, _ = _stage(tmp_path, params)
     assert report["steps"] == 4 and report["world_size"] == 1
     assert (model_dir / "model.pt").is_file()
@@ -100,8 +121,17 @@ def test_train_stage_one_ray_worker(tmp_path):
 @pytest.mark.slow
 def test_train_stage_two_ray_cpu_workers_gloo(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", splits=(("train", 12), ("dev", 2)))
-    params = _params(tmp_path, corpus, {"num_workers": 2, "resources_per_worker": {"CPU": 1}, "num_cpus": 2,
-                                        "torch_threads": 1, "storage_path": str(tmp_path / "ray")})
+    params = _params(
+        tmp_path,
+        corpus,
+        {
+            "num_workers": 2,
+            "resources_per_worker": {"CPU": 1},
+            "num_cpus": 2,
+            "torch_threads": 1,
+            "storage_path": str(tmp_path / "ray"),
+        },
+    )
     model_dir, report, _ = _stage(tmp_path, params)
     assert report["steps"] == 4 and report["world_size"] == 2
     ck = load_checkpoint(model_dir / "checkpoints" / "ckpt-00000004.pt")

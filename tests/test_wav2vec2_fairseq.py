@@ -22,9 +22,39 @@ from asr_core.models.wav2vec2.fairseq import (
     to_fairseq_state_dict,
 )
 
-CFG = wav2vec2_tiny(dropout=0.0, attention_dropout=0.0, dropout_input=0.0, dropout_features=0.0,
-                    extractor_mode="group_norm")
-LETTERS = "| E T A O N I H S R D L U M W C F G Y P B V K ' X J Q Z".split()
+CFG = wav2vec2_tiny(
+    dropout=0.0, attention_dropout=0.0, dropout_input=0.0, dropout_features=0.0, extractor_mode="group_norm"
+)
+LETTERS = [
+    "|",
+    "E",
+    "T",
+    "A",
+    "O",
+    "N",
+    "I",
+    "H",
+    "S",
+    "R",
+    "D",
+    "L",
+    "U",
+    "M",
+    "W",
+    "C",
+    "F",
+    "G",
+    "Y",
+    "P",
+    "B",
+    "V",
+    "K",
+    "'",
+    "X",
+    "J",
+    "Q",
+    "Z",
+]
 
 
 def _native(cfg=CFG):
@@ -45,8 +75,11 @@ def _fairseq_pos_conv_layout(sd: dict) -> dict:
 def _save(path, sd, args, legacy=False, finetuned=False):
     if finetuned:
         margs = {"_name": "wav2vec_ctc", "w2v_args": {"model": args}, "mask_prob": 0.5, "layerdrop": 0.1}
-        ckpt = {"args": argparse.Namespace(**{**margs, "w2v_args": argparse.Namespace(**args)})} if legacy \
+        ckpt = (
+            {"args": argparse.Namespace(**{**margs, "w2v_args": argparse.Namespace(**args)})}
+            if legacy
             else {"cfg": {"model": margs, "task": {"_name": "audio_finetuning"}}}
+        )
     else:
         ckpt = {"args": argparse.Namespace(**args)} if legacy else {"cfg": {"model": args}}
     torch.save({**ckpt, "model": sd, "optimizer_history": [], "extra_state": {}}, path)
@@ -84,8 +117,9 @@ def test_pretrained_checkpoint_imports_every_tensor_and_gives_identical_outputs(
 
 def test_finetuned_checkpoint_with_prefix_and_letter_dictionary(tmp_path):
     native = _native()
-    sd = to_fairseq_state_dict({f"encoder.{k}": v for k, v in native.encoder.state_dict().items()}, CFG,
-                               prefix=FINETUNED_PREFIX)
+    sd = to_fairseq_state_dict(
+        {f"encoder.{k}": v for k, v in native.encoder.state_dict().items()}, CFG, prefix=FINETUNED_PREFIX
+    )
     torch.manual_seed(1)
     V = 4 + len(LETTERS)
     sd["w2v_encoder.proj.weight"] = torch.randn(V, CFG.embed_dim)
@@ -117,27 +151,33 @@ def test_mismatches_name_the_keys_and_unsupported_options_are_refused(tmp_path):
     broken = dict(sd)
     del broken["encoder.layers.1.fc1.weight"]
     broken["encoder.layers.9.fc1.weight"] = torch.zeros(1)
-    with pytest.raises(FairseqImportError, match=r"missing \['encoder.layers.1.fc1.weight.*unexpected "
-                                                 r"\['encoder.layers.9.fc1.weight'\]"):
+    with pytest.raises(
+        FairseqImportError,
+        match=r"missing \['encoder.layers.1.fc1.weight.*unexpected "
+        r"\['encoder.layers.9.fc1.weight'\]",
+    ):
         import_fairseq(_save(tmp_path / "a.pt", broken, args))
     with pytest.raises(FairseqImportError, match="quantize_input"):
         import_fairseq(_save(tmp_path / "b.pt", sd, {**args, "quantize_input": True}))
     torch.save({"cfg": {"model": args}, "model": sd, "extra": torch.nn.Linear(1, 1)}, tmp_path / "c.pt")
     with pytest.raises(FairseqImportError, match="weights_only=True"):
         import_fairseq(tmp_path / "c.pt")
-    assert config_from_args({**args, "conv_feature_layers": "[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64,2,2)] * 2"}) \
-        .conv_kernels == (10, 3, 3, 3, 3, 2, 2)
+    assert config_from_args(
+        {**args, "conv_feature_layers": "[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64,2,2)] * 2"}
+    ).conv_kernels == (10, 3, 3, 3, 3, 2, 2)
     with pytest.raises(FairseqImportError, match="unsupported expression"):
         config_from_args({**args, "conv_feature_layers": "__import__('os')"})
 
 
 def test_import_command_writes_model_files_the_stages_read(tmp_path):
-    from asr_core.train.checkpoint import load_checkpoint, load_model
+    from asr_core.models.artifact import load_model
+    from asr_core.train.checkpoint import load_checkpoint
     from tasks import wav2vec2_import
 
     native = _native()
-    sd = to_fairseq_state_dict({f"encoder.{k}": v for k, v in native.encoder.state_dict().items()}, CFG,
-                               prefix=FINETUNED_PREFIX)
+    sd = to_fairseq_state_dict(
+        {f"encoder.{k}": v for k, v in native.encoder.state_dict().items()}, CFG, prefix=FINETUNED_PREFIX
+    )
     sd["w2v_encoder.proj.weight"] = torch.randn(4 + len(LETTERS), CFG.embed_dim)
     sd["w2v_encoder.proj.bias"] = torch.zeros(4 + len(LETTERS))
     (tmp_path / "dict.ltr.txt").write_text("".join(f"{s} 1\n" for s in LETTERS))

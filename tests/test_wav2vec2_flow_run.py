@@ -15,9 +15,17 @@ from tests.test_flows import _runs, harness, repo  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-LOOP = {"train.loop.max_steps": 3, "train.loop.max_minutes": None, "train.loop.eval_every": 3,
-        "train.loop.ckpt_every": 3, "train.loop.log_every": 1, "train.data.num_workers": 0,
-        "train.data.eval_max_utterances": 2, "train.data.max_batch_seconds": 30, "train.ray.num_workers": 0}
+LOOP = {
+    "train.loop.max_steps": 3,
+    "train.loop.max_minutes": None,
+    "train.loop.eval_every": 3,
+    "train.loop.ckpt_every": 3,
+    "train.loop.log_every": 1,
+    "train.data.num_workers": 0,
+    "train.data.eval_max_utterances": 2,
+    "train.data.max_batch_seconds": 30,
+    "train.ray.num_workers": 0,
+}
 
 
 def test_pretrain_then_finetune_flows_end_to_end(repo):  # noqa: F811
@@ -45,15 +53,18 @@ def test_pretrain_then_finetune_flows_end_to_end(repo):  # noqa: F811
     assert state.is_completed(), state.message
     ft = state.result()
     assert {s: ft["stages"][s]["status"] for s in ("train", "evaluate", "export")} == {
-        "train": "ran", "evaluate": "ran", "export": "ran"}
+        "train": "ran",
+        "evaluate": "ran",
+        "export": "ran",
+    }
     assert (repo / "params" / "train.yaml").read_text() == committed
     name = ft_profile["name"]
-    from asr_core.train.checkpoint import load_model
+    from asr_core.models.artifact import load_model
 
     _, features, _ = load_model(repo / "models" / name / "model.pt")
     assert type(features).__name__ == "WaveformFeatures"
     evaluation = json.loads((repo / "reports" / "evaluate.json").read_text())
-    assert 0.0 <= evaluation["test"]["wer"] and 0.0 <= evaluation["test"]["cer"]
+    assert evaluation["test"]["wer"] >= 0.0 and evaluation["test"]["cer"] >= 0.0
     export = json.loads((repo / "reports" / "export.json").read_text())
     assert export["passed"] and all(b["passed"] for b in export["backends"].values()), export
     assert (repo / "exports" / name / "model.onnx").is_file()

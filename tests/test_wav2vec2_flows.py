@@ -29,7 +29,9 @@ def test_profiles_are_complete_train_sections_the_recipes_accept(tmp_path):
         recipe_classes(family)[1].from_dict(config["recipe"])
     ft = yaml.safe_load((REPO / "params" / "profiles" / "wav2vec2.yaml").read_text())["train"]
     pre = yaml.safe_load((REPO / "params" / "profiles" / "wav2vec2_pretrain.yaml").read_text())["train"]
-    assert ft["model"]["init_from"] == f"models/{pre['name']}/model.pt" and ft["model"]["preset"] == pre["model"]["preset"]
+    assert (
+        ft["model"]["init_from"] == f"models/{pre['name']}/model.pt" and ft["model"]["preset"] == pre["model"]["preset"]
+    )
     config, _, _ = worker_config(ft, tmp_path / "models")
     assert Path(config["recipe"]["model"]["init_from"]).is_absolute()
 

@@ -88,7 +88,7 @@ def test_inference_is_batch_independent(hourglass):
         xb, lb = feats(waves + 5.0 * (torch.arange(16000)[None] >= lens[:, None]), lens)  # junk in the padding
         batch_lp, batch_lens = model(xb, lb)
         for i in range(3):
-            xi, li = feats(waves[i: i + 1, : lens[i]], lens[i: i + 1])
+            xi, li = feats(waves[i : i + 1, : lens[i]], lens[i : i + 1])
             lp, n = model(xi, li)
             assert n.item() == batch_lens[i].item()
             torch.testing.assert_close(lp[0], batch_lp[i, : n.item()], atol=1e-5, rtol=1e-5)

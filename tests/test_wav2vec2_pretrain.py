@@ -21,8 +21,9 @@ def test_span_mask_covers_about_mask_prob_and_stays_inside():
     fracs = [float(span_mask(500, 0.65, 10, min_masks=2, generator=g).float().mean()) for _ in range(20)]
     # 32-33 spans of 10 over 500 frames, overlapping: ~48% of the frames on average (fairseq's figure)
     assert 0.40 < sum(fracs) / len(fracs) < 0.56
-    m = batch_span_masks(torch.tensor([50, 20, 0]), 60, 0.65, 10, min_masks=2,
-                         generators=utterance_generators([1, 2, 3], "cpu"))
+    m = batch_span_masks(
+        torch.tensor([50, 20, 0]), 60, 0.65, 10, min_masks=2, generators=utterance_generators([1, 2, 3], "cpu")
+    )
     assert not m[0, 50:].any() and not m[1, 20:].any() and not m[2].any() and m[1, :20].any()
     assert span_mask(3, 0.65, 10, min_masks=2).sum() >= 1  # short utterance: spans shortened
 
@@ -64,7 +65,7 @@ def test_loss_is_batch_independent_with_fixed_draws():
     batch = model(waves, lens, utterance_generators(seeds, "cpu"))
     assert (batch["num_targets"] > 0).all()
     for i in range(3):
-        alone = model(waves[i: i + 1, : lens[i]], lens[i: i + 1], utterance_generators(seeds[i: i + 1], "cpu"))
+        alone = model(waves[i : i + 1, : lens[i]], lens[i : i + 1], utterance_generators(seeds[i : i + 1], "cpu"))
         assert alone["num_targets"].item() == batch["num_targets"][i].item()
         torch.testing.assert_close(alone["contrastive"][0], batch["contrastive"][i], atol=1e-4, rtol=1e-5)
         torch.testing.assert_close(alone["feature_pen"][0], batch["feature_pen"][i], atol=1e-6, rtol=1e-5)
@@ -84,8 +85,14 @@ def test_pretraining_loss_combines_the_terms_and_trains_every_module():
     torch.testing.assert_close(loss, expected)
     assert 0 <= float(terms["diversity"].detach()) < 1
     loss.backward()
-    for name in ("encoder.mask_emb", "quantizer.vars", "quantizer.weight_proj.weight", "project_q.weight",
-                 "final_proj.weight", "encoder.feature_extractor.conv_layers.0.conv.weight",
-                 "encoder.transformer.layers.3.fc2.weight"):
+    for name in (
+        "encoder.mask_emb",
+        "quantizer.vars",
+        "quantizer.weight_proj.weight",
+        "project_q.weight",
+        "final_proj.weight",
+        "encoder.feature_extractor.conv_layers.0.conv.weight",
+        "encoder.transformer.layers.3.fc2.weight",
+    ):
         p = dict(model.named_parameters())[name]
         assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -13,12 +13,13 @@ import torch
 import yaml
 
 from asr_core.io import write_jsonl
+from asr_core.models.artifact import load_model
 from asr_core.models.wav2vec2 import (
     Wav2Vec2ForPreTraining,
     WaveformFeatures,
     utterance_generators,
 )
-from asr_core.train.checkpoint import load_checkpoint, load_model
+from asr_core.train.checkpoint import load_checkpoint
 from asr_core.train.wav2vec2_recipe import (
     PRETRAIN_FORMAT,
     Wav2Vec2CTCRecipe,
@@ -35,8 +36,9 @@ def _build_corpus(root: Path) -> Path:
     from asr_core.data.synth import SynthConfig, build_synthetic_corpus
 
     raw = root / "raw"
-    items = build_synthetic_corpus(SynthConfig(train=16, dev=4, test=0, test_unseen_voice=0, workers=1), raw,
-                                   progress=False)
+    items = build_synthetic_corpus(
+        SynthConfig(train=16, dev=4, test=0, test_unseen_voice=0, workers=1), raw, progress=False
+    )
     rows: dict[str, list] = {"train": [], "dev": []}
     for it in items:
         x, sr = sf.read(raw / it.audio, dtype="float32")
@@ -44,8 +46,9 @@ def _build_corpus(root: Path) -> Path:
         rel = f"audio/{it.utt_id}.flac"
         (root / "audio").mkdir(parents=True, exist_ok=True)
         sf.write(root / rel, y, 16000)
-        rows[it.split].append({"audio_filepath": rel, "duration": round(len(y) / 16000, 4), "text": it.text,
-                               "utt_id": it.utt_id})
+        rows[it.split].append(
+            {"audio_filepath": rel, "duration": round(len(y) / 16000, 4), "text": it.text, "utt_id": it.utt_id}
+        )
     for split, r in rows.items():
         write_jsonl(root / f"{split}.jsonl", r)
     write_jsonl(root / "unlabelled.jsonl", [{k: v for k, v in r.items() if k != "text"} for r in rows["train"]])
@@ -60,8 +63,9 @@ def corpus(tmp_path_factory) -> Path:
 def _profile(name: str, tmp_path: Path, corpus: Path, steps: int, **loop) -> Path:
     """The real profile with tiny overrides: temp paths, a few steps, in-process Ray."""
     section = yaml.safe_load((REPO / "params" / "profiles" / f"{name}.yaml").read_text())["train"]
-    section["data"].update(dev_manifest=str(corpus / "dev.jsonl"), batch_size=4, max_batch_seconds=None,
-                           num_workers=0, vocab=None)
+    section["data"].update(
+        dev_manifest=str(corpus / "dev.jsonl"), batch_size=4, max_batch_seconds=None, num_workers=0, vocab=None
+    )
     section["loop"].update(max_steps=steps, max_minutes=None, log_every=1, ckpt_every=steps, **loop)
     section["ray"].update(num_workers=0, torch_threads=1)
     path = tmp_path / f"{name}.yaml"
@@ -120,8 +124,9 @@ def test_pretrain_then_finetune_through_the_train_stage(tmp_path, corpus):
     ft = _profile("wav2vec2", tmp_path, corpus, steps=8, eval_every=8)
     section = yaml.safe_load(ft.read_text())
     section["train"]["data"]["train_manifest"] = str(corpus / "train.jsonl")
-    section["train"]["model"].update(init_from=str(out / "wav2vec2_pretrain" / "model.pt"), freeze_encoder_updates=4,
-                                     freeze_feature_encoder=True)
+    section["train"]["model"].update(
+        init_from=str(out / "wav2vec2_pretrain" / "model.pt"), freeze_encoder_updates=4, freeze_feature_encoder=True
+    )
     section["train"]["loop"]["precision"] = "fp32"
     ft.write_text(yaml.safe_dump(section))
     report = _stage(ft, out, tmp_path / "ft.json")
@@ -135,16 +140,26 @@ def test_pretrain_then_finetune_through_the_train_stage(tmp_path, corpus):
             assert torch.equal(final[k], v), k
     from asr_core.decoding.infer import transcribe_files, transcribe_manifest
 
-    got, skipped = transcribe_manifest(model, features.cfg, vocab, corpus / "dev.jsonl", num_workers=0)
+    got, skipped = transcribe_manifest(model, features, vocab, corpus / "dev.jsonl", num_workers=0)
     assert len(got) == 4 and not skipped and all(isinstance(t.hyp, str) for t in got)
     wav = corpus / json.loads((corpus / "dev.jsonl").read_text().splitlines()[0])["audio_filepath"]
-    assert transcribe_files(model, features.cfg, vocab, [wav]) == [got[0].hyp]
+    assert transcribe_files(model, features, vocab, [wav]) == [got[0].hyp]
 
     # -- the export stage: waveform in, ONNX and OpenVINO within the fp32 parity gate on padded batches
     from tasks import export
 
-    rep = export.run({"manifest_dir": str(corpus), "split": "dev", "reduced_precision": [], "num_workers": 0,
-                      "threads": 1, "batch_seconds": 30.0}, out / "wav2vec2_tiny" / "model.pt", tmp_path / "exp")
+    rep = export.run(
+        {
+            "manifest_dir": str(corpus),
+            "split": "dev",
+            "reduced_precision": [],
+            "num_workers": 0,
+            "threads": 1,
+            "batch_seconds": 30.0,
+        },
+        out / "wav2vec2_tiny" / "model.pt",
+        tmp_path / "exp",
+    )
     assert rep["passed"] and rep["utterances"] == 4, rep
     assert rep["backends"]["onnxruntime_fp32"]["max_abs_diff"] < 1e-3
     assert (tmp_path / "exp" / "openvino" / "model.xml").is_file()
@@ -152,15 +167,36 @@ def test_pretrain_then_finetune_through_the_train_stage(tmp_path, corpus):
     # -- benchmark cells for it (waveform batches through every CPU runner) and its training throughput
     from tasks import benchmark
 
-    section = {"devices": ["cpu"], "threads": 1, "cpu_runners": ["torch_fp32", "onnxruntime_fp32", "openvino_fp32"],
-               "grid": {"batch_sizes": [2], "clip_seconds": [1.0], "warmup": 1, "iterations": 1, "min_iterations": 1,
-                        "max_cell_seconds": None},
-               "audio_manifest": str(corpus / "dev.jsonl"),
-               "wer": {"manifest_dir": str(corpus), "split": "dev", "max_utterances": 4, "num_workers": 0},
-               "train_throughput": {"enabled": True, "precisions": ["fp32"], "batch_size": 2, "clip_seconds": 1.0,
-                                    "warmup": 0, "steps": 1}}
-    bench = benchmark.run(section, model_path=str(out / "wav2vec2_tiny" / "model.pt"), exports=str(tmp_path / "exp"),
-                          out_dir=tmp_path / "bench", log=lambda s: None)
+    section = {
+        "devices": ["cpu"],
+        "threads": 1,
+        "cpu_runners": ["torch_fp32", "onnxruntime_fp32", "openvino_fp32"],
+        "grid": {
+            "batch_sizes": [2],
+            "clip_seconds": [1.0],
+            "warmup": 1,
+            "iterations": 1,
+            "min_iterations": 1,
+            "max_cell_seconds": None,
+        },
+        "audio_manifest": str(corpus / "dev.jsonl"),
+        "wer": {"manifest_dir": str(corpus), "split": "dev", "max_utterances": 4, "num_workers": 0},
+        "train_throughput": {
+            "enabled": True,
+            "precisions": ["fp32"],
+            "batch_size": 2,
+            "clip_seconds": 1.0,
+            "warmup": 0,
+            "steps": 1,
+        },
+    }
+    bench = benchmark.run(
+        section,
+        model_path=str(out / "wav2vec2_tiny" / "model.pt"),
+        exports=str(tmp_path / "exp"),
+        out_dir=tmp_path / "bench",
+        log=lambda s: None,
+    )
     assert set(bench["cells"]) == {f"cpu/{r}/bs2/1s" for r in section["cpu_runners"]}
     assert bench["wer"]["cpu/onnxruntime_fp32"] == bench["wer"]["cpu/torch_fp32"]
     assert bench["train_throughput"]["cpu/fp32"]["audio_s_per_s"] > 0
@@ -168,10 +204,18 @@ def test_pretrain_then_finetune_through_the_train_stage(tmp_path, corpus):
 
 def test_encoder_freeze_and_init_checks(tmp_path, corpus):
     torch.set_num_threads(1)
-    params = {"model": {"family": "wav2vec2", "preset": "tiny", "freeze_encoder_updates": 2},
-              "data": {"train_manifest": str(corpus / "train.jsonl"), "dev_manifest": None, "vocab": None,
-                       "batch_size": 2, "max_batch_seconds": None, "num_workers": 0},
-              "optim": {"schedule": {"name": "tri_stage", "warmup_ratio": 0.1, "hold_ratio": 0.4}}}
+    params = {
+        "model": {"family": "wav2vec2", "preset": "tiny", "freeze_encoder_updates": 2},
+        "data": {
+            "train_manifest": str(corpus / "train.jsonl"),
+            "dev_manifest": None,
+            "vocab": None,
+            "batch_size": 2,
+            "max_batch_seconds": None,
+            "num_workers": 0,
+        },
+        "optim": {"schedule": {"name": "tri_stage", "warmup_ratio": 0.1, "hold_ratio": 0.4}},
+    }
     recipe = Wav2Vec2CTCRecipe(Wav2Vec2RecipeConfig.from_dict(params), max_steps=10, seed=0)
     assert not any(p.requires_grad for p in recipe.model.encoder.feature_extractor.parameters())
     batch = next(iter(recipe.train_loader))
@@ -191,8 +235,15 @@ def test_encoder_freeze_and_init_checks(tmp_path, corpus):
         Wav2Vec2RecipeConfig.from_dict({**params, "model": {"family": "wav2vec2", "freeze": 1}})
     # a pre-trained checkpoint with another architecture (here the Hourglass plan) is refused, naming the field
     other = Wav2Vec2ForPreTraining(recipe.model_cfg.replace(hourglass="[1, (2, 2), 1]"))
-    torch.save({"format": PRETRAIN_FORMAT, "family": "wav2vec2_pretrain", "model_config": other.cfg.to_dict(),
-                "model": other.state_dict()}, tmp_path / "pre.pt")
+    torch.save(
+        {
+            "format": PRETRAIN_FORMAT,
+            "family": "wav2vec2_pretrain",
+            "model_config": other.cfg.to_dict(),
+            "model": other.state_dict(),
+        },
+        tmp_path / "pre.pt",
+    )
     with pytest.raises(ValueError, match="hourglass"):
         load_encoder_weights(tmp_path / "pre.pt", recipe.model_cfg)
     assert np.isfinite(float(loss.detach()))
@@ -201,10 +252,18 @@ def test_encoder_freeze_and_init_checks(tmp_path, corpus):
 def test_pretrain_recipe_anneals_per_update_and_resumes_the_count(corpus):
     from asr_core.train.wav2vec2_recipe import Wav2Vec2PretrainRecipe
 
-    params = {"model": {"family": "wav2vec2_pretrain", "preset": "tiny"},
-              "data": {"train_manifest": str(corpus / "unlabelled.jsonl"), "dev_manifest": str(corpus / "dev.jsonl"),
-                       "vocab": None, "batch_size": 2, "max_batch_seconds": None, "num_workers": 0},
-              "optim": {"schedule": {"name": "polynomial", "warmup_steps": 1}}}
+    params = {
+        "model": {"family": "wav2vec2_pretrain", "preset": "tiny"},
+        "data": {
+            "train_manifest": str(corpus / "unlabelled.jsonl"),
+            "dev_manifest": str(corpus / "dev.jsonl"),
+            "vocab": None,
+            "batch_size": 2,
+            "max_batch_seconds": None,
+            "num_workers": 0,
+        },
+        "optim": {"schedule": {"name": "polynomial", "warmup_steps": 1}},
+    }
     recipe = Wav2Vec2PretrainRecipe(Wav2Vec2RecipeConfig.from_dict(params), max_steps=5, seed=0)
     max_t, min_t, decay = recipe.model_cfg.latent_temp
     recipe.schedule.apply(recipe.optimizer, 0)  # the engine, before update 1
@@ -214,8 +273,7 @@ def test_pretrain_recipe_anneals_per_update_and_resumes_the_count(corpus):
     loss, n = recipe.loss(recipe.model, next(iter(recipe.train_loader)))
     assert n > 0 and torch.isfinite(loss)
     with pytest.raises(ValueError, match="wav2vec2_pretrain"):
-        Wav2Vec2PretrainRecipe(Wav2Vec2RecipeConfig.from_dict({**params, "model": {"family": "wav2vec2"}}),
-                               max_steps=5)
+        Wav2Vec2PretrainRecipe(Wav2Vec2RecipeConfig.from_dict({**params, "model": {"family": "wav2vec2"}}), max_steps=5)
 
 
 def test_pretraining_goes_below_chance_on_a_small_corpus(corpus):
@@ -234,8 +292,9 @@ def test_pretraining_goes_below_chance_on_a_small_corpus(corpus):
     o = section["optim"]
     torch.manual_seed(0)
     model = Wav2Vec2ForPreTraining(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
-                            weight_decay=o["weight_decay"])
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"]
+    )
     ds = AudioDataset(Manifest.load(corpus / "unlabelled.jsonl", require_text=False), lambda t: [])
     batches = []
     for i in range(0, len(ds), 8):
@@ -250,8 +309,9 @@ def test_pretraining_goes_below_chance_on_a_small_corpus(corpus):
             g["lr"] = o["lr"] * min(1.0, step / 30)
         x, lens = batches[step % len(batches)]
         seeds = [step * 100 + i for i in range(len(lens))]  # fresh masks, negatives and noise every update
-        loss, _ = pretraining_loss(model(x, lens, utterance_generators(seeds, "cpu")), o["diversity_weight"],
-                                   o["feature_pen_weight"])
+        loss, _ = pretraining_loss(
+            model(x, lens, utterance_generators(seeds, "cpu")), o["diversity_weight"], o["feature_pen_weight"]
+        )
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), section["loop"]["clip_norm"])

@@ -51,8 +51,15 @@ def cell_id(device: str, runner: str, batch: int, clip: float) -> str:
     return f"{device}/{runner}/bs{batch}/{clip:g}s"
 
 
-def make_clips(out_dir: str | Path, clip_seconds: float, count: int, *, sample_rate: int = 16000,
-               sources: list[np.ndarray] | None = None, seed: int = 0) -> list[Path]:
+def make_clips(
+    out_dir: str | Path,
+    clip_seconds: float,
+    count: int,
+    *,
+    sample_rate: int = 16000,
+    sources: list[np.ndarray] | None = None,
+    seed: int = 0,
+) -> list[Path]:
     """``count`` FLAC files of exactly ``clip_seconds``: real utterances back to back (``sources``,
     cycled), or deterministic synthetic audio when there are none."""
     from asr_core.testing.audio import make_wave
@@ -81,8 +88,13 @@ class ClipLoader:
     """The timed data path: files -> padded batch -> features on ``device`` (``features=None``: the
     padded waveforms and their lengths, for a runner that ``takes_waveform``)."""
 
-    def __init__(self, paths: list[Path], features: torch.nn.Module | None, device: str | torch.device = "cpu",
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        features: torch.nn.Module | None,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+    ) -> None:
         """``threads``: torch CPU threads for the filterbank (None: torch's setting). One is the faster
         choice in front of OpenVINO / onnxruntime on a small machine: their idle workers spin on the
         cores a second torch thread would need (QuartzNet 15x5 batch 1 x 7 s, 2 cores: 2.2 ms on one
@@ -135,8 +147,7 @@ def time_cell(runner, loader: ClipLoader, batch: int, clip: float, cfg: GridConf
                 net.append(t2 - t1)
                 e2e.append(t2 - t0)
                 done = len(e2e)
-                if (cfg.max_cell_seconds is not None and done >= cfg.min_iterations
-                        and sum(e2e) >= cfg.max_cell_seconds):
+                if cfg.max_cell_seconds is not None and done >= cfg.min_iterations and sum(e2e) >= cfg.max_cell_seconds:
                     break
     audio = batch * clip
     out = {"iterations": len(e2e), "audio_seconds": audio}
@@ -157,7 +168,9 @@ def run_grid(runner, loaders: dict[float, ClipLoader], cfg: GridConfig, device: 
             key = cell_id(device, runner.name, batch, clip)
             cells[key] = time_cell(runner, loaders[clip], batch, clip, cfg)
             c = cells[key]
-            log(f"benchmark: {key}: e2e p50 {c['e2e_p50_ms']:.1f} ms (net {c['net_p50_ms']:.1f}, data "
+            log(
+                f"benchmark: {key}: e2e p50 {c['e2e_p50_ms']:.1f} ms (net {c['net_p50_ms']:.1f}, data "
                 f"{c['data_p50_ms']:.1f}), p99 {c['e2e_p99_ms']:.1f} ms, RTFx {c['rtfx']:.1f} "
-                f"(net {c['rtfx_net']:.1f}), {c['iterations']} it")
+                f"(net {c['rtfx_net']:.1f}), {c['iterations']} it"
+            )
     return cells

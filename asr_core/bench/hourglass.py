@@ -43,8 +43,9 @@ def hourglass_plan(num_layers: int, factor: int) -> str | None:
     return f"[{p}, ({num_layers - 2 * p}, {factor}), {p}]"
 
 
-def _step_fn(model: Wav2Vec2ForPreTraining, wave: torch.Tensor, lens: torch.Tensor, seeds: list[int],
-             precision: str) -> Callable[[], float]:
+def _step_fn(
+    model: Wav2Vec2ForPreTraining, wave: torch.Tensor, lens: torch.Tensor, seeds: list[int], precision: str
+) -> Callable[[], float]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.98), eps=1e-6)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
@@ -65,9 +66,19 @@ def _step_fn(model: Wav2Vec2ForPreTraining, wave: torch.Tensor, lens: torch.Tens
     return step
 
 
-def run_config(preset: str, factor: int, *, batch_size: int, seconds: float, steps: int, warmup: int,
-               device: str | torch.device = "cpu", precision: str = "fp32", seed: int = 0,
-               overrides: dict | None = None) -> dict:
+def run_config(
+    preset: str,
+    factor: int,
+    *,
+    batch_size: int,
+    seconds: float,
+    steps: int,
+    warmup: int,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    seed: int = 0,
+    overrides: dict | None = None,
+) -> dict:
     """One row of the table: ``factor`` 1 is the plain Transformer."""
     dev = torch.device(device)
     base = model_config("wav2vec2", preset, **(overrides or {}))
@@ -98,23 +109,53 @@ def run_config(preset: str, factor: int, *, batch_size: int, seconds: float, ste
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     t = float(np.median(times))
-    return {"factor": factor, "plan": cfg.hourglass or "plain", "step_s": round(t, 5),
-            "audio_s_per_s": round(float(lens.sum()) / 16000 / t, 3), "peak_mem_mb": round(mem.mb - before, 1),
-            "memory_kind": mem.kind, "loss_first": round(losses[0], 4), "steps": steps, "parameters": n_params}
+    return {
+        "factor": factor,
+        "plan": cfg.hourglass or "plain",
+        "step_s": round(t, 5),
+        "audio_s_per_s": round(float(lens.sum()) / 16000 / t, 3),
+        "peak_mem_mb": round(mem.mb - before, 1),
+        "memory_kind": mem.kind,
+        "loss_first": round(losses[0], 4),
+        "steps": steps,
+        "parameters": n_params,
+    }
 
 
-def hourglass_table(preset: str = "tiny", factors: Sequence[int] = (2, 3, 4, 5, 6), *, batch_size: int = 4,
-                    seconds: float = 4.0, steps: int = 5, warmup: int = 2, device: str = "cpu",
-                    precision: str = "fp32", seed: int = 0, overrides: dict | None = None,
-                    log: Callable[[str], None] = print) -> dict:
+def hourglass_table(
+    preset: str = "tiny",
+    factors: Sequence[int] = (2, 3, 4, 5, 6),
+    *,
+    batch_size: int = 4,
+    seconds: float = 4.0,
+    steps: int = 5,
+    warmup: int = 2,
+    device: str = "cpu",
+    precision: str = "fp32",
+    seed: int = 0,
+    overrides: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Rows for the plain model and every factor, with ratios to the plain model."""
     rows = []
     for f in (1, *factors):
-        r = run_config(preset, f, batch_size=batch_size, seconds=seconds, steps=steps, warmup=warmup,
-                       device=device, precision=precision, seed=seed, overrides=overrides)
+        r = run_config(
+            preset,
+            f,
+            batch_size=batch_size,
+            seconds=seconds,
+            steps=steps,
+            warmup=warmup,
+            device=device,
+            precision=precision,
+            seed=seed,
+            overrides=overrides,
+        )
         rows.append(r)
-        log(f"hourglass: {r['plan']}: {1000 * r['step_s']:.1f} ms/step, {r['audio_s_per_s']:.1f} audio s/s, "
-            f"peak {r['peak_mem_mb']:.0f} MiB")
+        log(
+            f"hourglass: {r['plan']}: {1000 * r['step_s']:.1f} ms/step, {r['audio_s_per_s']:.1f} audio s/s, "
+            f"peak {r['peak_mem_mb']:.0f} MiB"
+        )
     plain = rows[0]
     for r in rows:
         r["speedup"] = round(plain["step_s"] / r["step_s"], 4)
@@ -122,19 +163,35 @@ def hourglass_table(preset: str = "tiny", factors: Sequence[int] = (2, 3, 4, 5, 
         r["memory_ratio"] = round(r["peak_mem_mb"] / plain["peak_mem_mb"], 4) if plain["peak_mem_mb"] > 0 else None
         if r["factor"] in DLE_TABLE:
             r["dle_speedup"], r["dle_memory_ratio"] = DLE_TABLE[r["factor"]]
-    return {"preset": preset, "batch_size": batch_size, "seconds": seconds, "steps": steps, "warmup": warmup,
-            "device": str(device), "precision": precision, "rows": rows}
+    return {
+        "preset": preset,
+        "batch_size": batch_size,
+        "seconds": seconds,
+        "steps": steps,
+        "warmup": warmup,
+        "device": str(device),
+        "precision": precision,
+        "rows": rows,
+    }
 
 
 def markdown(table: dict) -> str:
     """The table as Markdown (ratios to the plain model, DLE's beside them)."""
-    lines = [f"preset {table['preset']}, batch {table['batch_size']} x {table['seconds']} s, {table['device']} "
-             f"{table['precision']}, median of {table['steps']} steps", "",
-             "| configuration | step | audio s/s | peak memory | speed-up | memory (% of plain) | DLE (Base, A100) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"preset {table['preset']}, batch {table['batch_size']} x {table['seconds']} s, {table['device']} "
+        f"{table['precision']}, median of {table['steps']} steps",
+        "",
+        "| configuration | step | audio s/s | peak memory | speed-up | memory (% of plain) | DLE (Base, A100) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in table["rows"]:
-        dle = (f"{r['dle_speedup']:.2f}x, {100 * r['dle_memory_ratio']:.2f}%" if "dle_speedup" in r
-               else ("1.00x, 100.00%" if r["factor"] == 1 else ""))
-        lines.append(f"| {r['plan']} | {1000 * r['step_s']:.1f} ms | {r['audio_s_per_s']:.1f} | "
-                     f"{r['peak_mem_mb']:.0f} MiB | {r['speedup']:.2f}x | {'n/a' if r['memory_ratio'] is None else format(100 * r['memory_ratio'], '.2f') + '%'} | {dle} |")
+        dle = (
+            f"{r['dle_speedup']:.2f}x, {100 * r['dle_memory_ratio']:.2f}%"
+            if "dle_speedup" in r
+            else ("1.00x, 100.00%" if r["factor"] == 1 else "")
+        )
+        lines.append(
+            f"| {r['plan']} | {1000 * r['step_s']:.1f} ms | {r['audio_s_per_s']:.1f} | "
+            f"{r['peak_mem_mb']:.0f} MiB | {r['speedup']:.2f}x | {'n/a' if r['memory_ratio'] is None else format(100 * r['memory_ratio'], '.2f') + '%'} | {dle} |"
+        )
     return "\n".join(lines) + "\n"

@@ -15,9 +15,9 @@ Reading the runs from MLflow is ``tasks/bench_history.py``'s job.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from statistics import median
-from typing import Mapping
 
 DEFAULT_RULES = {"rtfx": {"better": "higher", "max_change": 0.10}, "wer": {"better": "equal", "max_change": 0.0}}
 _BETTER = ("higher", "lower", "equal")
@@ -92,8 +92,13 @@ def split_key(key: str) -> tuple[str, str]:
     return cell, metric
 
 
-def compare(current: Mapping[str, float], history: list[Mapping[str, float]], rules: Mapping[str, Rule], *,
-            history_runs: int = 5) -> dict:
+def compare(
+    current: Mapping[str, float],
+    history: list[Mapping[str, float]],
+    rules: Mapping[str, Rule],
+    *,
+    history_runs: int = 5,
+) -> dict:
     """Compare ``current`` flat metrics with ``history`` (flat metrics of earlier runs, newest first).
 
     Returns ``{"regressed", "findings" (the regressions), "rows" (every comparison), "compared",
@@ -112,13 +117,27 @@ def compare(current: Mapping[str, float], history: list[Mapping[str, float]], ru
             continue
         old = float(median(olds))
         change = rule.change(old, float(current[key]))
-        rows.append(Finding(cell, metric, round(old, 6), round(float(current[key]), 6),
-                            round(change, 6) if math.isfinite(change) else change,
-                            rule.regressed(change), f"{rule.better} <= {rule.max_change:g}", len(olds)))
+        rows.append(
+            Finding(
+                cell,
+                metric,
+                round(old, 6),
+                round(float(current[key]), 6),
+                round(change, 6) if math.isfinite(change) else change,
+                rule.regressed(change),
+                f"{rule.better} <= {rule.max_change:g}",
+                len(olds),
+            )
+        )
     findings = [r for r in rows if r.regressed]
-    return {"regressed": bool(findings), "findings": [asdict(f) for f in findings],
-            "rows": [asdict(r) for r in rows], "compared": len(rows), "new_cells": new_cells,
-            "history_runs": len(window)}
+    return {
+        "regressed": bool(findings),
+        "findings": [asdict(f) for f in findings],
+        "rows": [asdict(r) for r in rows],
+        "compared": len(rows),
+        "new_cells": new_cells,
+        "history_runs": len(window),
+    }
 
 
 def report_markdown(result: Mapping, *, title: str = "Benchmark regression check") -> str:
@@ -128,12 +147,17 @@ def report_markdown(result: Mapping, *, title: str = "Benchmark regression check
         lines.append("No earlier run to compare with: this run becomes the baseline.")
         return "\n".join(lines) + "\n"
     verdict = "REGRESSED" if result["regressed"] else "no regression"
-    lines += [f"**{verdict}**: {result['compared']} metrics compared with the median of up to "
-              f"{result['history_runs']} earlier runs; {len(result['findings'])} beyond threshold, "
-              f"{len(result['new_cells'])} new.", ""]
+    lines += [
+        f"**{verdict}**: {result['compared']} metrics compared with the median of up to "
+        f"{result['history_runs']} earlier runs; {len(result['findings'])} beyond threshold, "
+        f"{len(result['new_cells'])} new.",
+        "",
+    ]
     if result["findings"]:
         lines += ["| cell | metric | old (median) | new | change | rule |", "|---|---|---|---|---|---|"]
         for f in result["findings"]:
             change = f"{100 * f['change']:+.1f}%" if not f["rule"].startswith("equal") else f"{f['change']:+.6g}"
-            lines.append(f"| `{f['cell']}` | {f['metric']} | {f['old']:.6g} | {f['new']:.6g} | {change} | {f['rule']} |")
+            lines.append(
+                f"| `{f['cell']}` | {f['metric']} | {f['old']:.6g} | {f['new']:.6g} | {change} | {f['rule']} |"
+            )
     return "\n".join(lines) + "\n"

@@ -8,11 +8,35 @@ from pathlib import Path
 
 from asr_core.io.atomic import atomic_path, atomic_write_text
 
-COLUMNS = ("cell", "device", "runner", "batch", "clip_seconds", "iterations", "audio_seconds",
-           "data_mean_ms", "data_p50_ms", "data_p90_ms", "data_p95_ms", "data_p99_ms",
-           "net_mean_ms", "net_p50_ms", "net_p90_ms", "net_p95_ms", "net_p99_ms",
-           "e2e_mean_ms", "e2e_p50_ms", "e2e_p90_ms", "e2e_p95_ms", "e2e_p99_ms",
-           "rtfx", "rtfx_net", "peak_mem_mb", "peak_mem_kind", "wer")
+COLUMNS = (
+    "cell",
+    "device",
+    "runner",
+    "batch",
+    "clip_seconds",
+    "iterations",
+    "audio_seconds",
+    "data_mean_ms",
+    "data_p50_ms",
+    "data_p90_ms",
+    "data_p95_ms",
+    "data_p99_ms",
+    "net_mean_ms",
+    "net_p50_ms",
+    "net_p90_ms",
+    "net_p95_ms",
+    "net_p99_ms",
+    "e2e_mean_ms",
+    "e2e_p50_ms",
+    "e2e_p90_ms",
+    "e2e_p95_ms",
+    "e2e_p99_ms",
+    "rtfx",
+    "rtfx_net",
+    "peak_mem_mb",
+    "peak_mem_kind",
+    "wer",
+)
 
 
 def parse_cell(cell: str) -> tuple[str, str, int, float]:
@@ -27,8 +51,17 @@ def cells_csv(cells: dict[str, dict], wer: dict[str, float | None]) -> str:
     w.writeheader()
     for cell, stats in cells.items():
         device, runner, batch, clip = parse_cell(cell)
-        w.writerow({**stats, "cell": cell, "device": device, "runner": runner, "batch": batch,
-                    "clip_seconds": clip, "wer": wer.get(f"{device}/{runner}")})
+        w.writerow(
+            {
+                **stats,
+                "cell": cell,
+                "device": device,
+                "runner": runner,
+                "batch": batch,
+                "clip_seconds": clip,
+                "wer": wer.get(f"{device}/{runner}"),
+            }
+        )
     return buf.getvalue()
 
 
@@ -55,10 +88,14 @@ def plot_latency(cells: dict[str, dict], path: str | Path) -> Path:
             if c != clip:
                 continue
             bs = sorted(by_batch)
-            line, = ax.plot(bs, [by_batch[b]["e2e_p50_ms"] for b in bs], marker="o", label=runner)
+            (line,) = ax.plot(bs, [by_batch[b]["e2e_p50_ms"] for b in bs], marker="o", label=runner)
             ax.plot(bs, [by_batch[b]["e2e_p99_ms"] for b in bs], ls="--", color=line.get_color(), alpha=0.5)
-        ax.set(title=f"{clip:g} s clips", xlabel="batch size", ylabel="latency per batch (ms; p50, p99 dashed)",
-               yscale="log")
+        ax.set(
+            title=f"{clip:g} s clips",
+            xlabel="batch size",
+            ylabel="latency per batch (ms; p50, p99 dashed)",
+            yscale="log",
+        )
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({b for s in series.values() for b in s}))
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -107,21 +144,30 @@ def _save(fig, path: str | Path) -> Path:
 def markdown_report(report: dict) -> str:
     """The short human report: machine, best runner per cell, WER per runner, skipped runners."""
     m = report["machine"]
-    lines = ["# Inference benchmark", "",
-             f"Model: `{report['model']}`. Machine: {m['cpu_model']} ({m['cpu_affinity']} cores), "
-             f"GPU: {m['gpu'] or 'none'}; torch {m['versions']['torch']}, onnxruntime {m['versions']['onnxruntime']}, "
-             f"OpenVINO {m['versions']['openvino']}; load average {m.get('load_average_1m')}.",
-             f"Warm-up {report['grid']['warmup']}, up to {report['grid']['iterations']} timed iterations per cell "
-             f"(at least {report['grid']['min_iterations']}). RTFx = audio seconds / median end-to-end latency.", ""]
+    lines = [
+        "# Inference benchmark",
+        "",
+        f"Model: `{report['model']}`. Machine: {m['cpu_model']} ({m['cpu_affinity']} cores), "
+        f"GPU: {m['gpu'] or 'none'}; torch {m['versions']['torch']}, onnxruntime {m['versions']['onnxruntime']}, "
+        f"OpenVINO {m['versions']['openvino']}; load average {m.get('load_average_1m')}.",
+        f"Warm-up {report['grid']['warmup']}, up to {report['grid']['iterations']} timed iterations per cell "
+        f"(at least {report['grid']['min_iterations']}). RTFx = audio seconds / median end-to-end latency.",
+        "",
+    ]
     series = _series(report["cells"])
     shapes = sorted({(b, c) for (r, c), s in series.items() for b in s}, key=lambda t: (t[1], t[0]))
     if shapes:
-        lines += ["| batch | clip | best runner | e2e p50 ms | p99 ms | RTFx | net RTFx |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| batch | clip | best runner | e2e p50 ms | p99 ms | RTFx | net RTFx |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for b, c in shapes:
             cands = [(s[b]["rtfx"], r, s[b]) for (r, cc), s in series.items() if cc == c and b in s]
             rtfx, runner, st = max(cands)
-            lines.append(f"| {b} | {c:g} s | {runner} | {st['e2e_p50_ms']:.1f} | {st['e2e_p99_ms']:.1f} | "
-                         f"{rtfx:.1f} | {st['rtfx_net']:.1f} |")
+            lines.append(
+                f"| {b} | {c:g} s | {runner} | {st['e2e_p50_ms']:.1f} | {st['e2e_p99_ms']:.1f} | "
+                f"{rtfx:.1f} | {st['rtfx_net']:.1f} |"
+            )
         lines.append("")
     if report.get("wer"):
         lines += ["| runner | WER (test) |", "|---|---|"]
@@ -130,10 +176,14 @@ def markdown_report(report: dict) -> str:
     if report.get("skipped"):
         lines += ["Skipped: " + "; ".join(f"{r} ({why})" for r, why in report["skipped"].items()), ""]
     for t in report.get("train_throughput") or []:
-        lines.append(f"Training throughput ({t['precision']}, batch {t['batch_size']} x {t['clip_seconds']:g} s): "
-                     f"{t['sequences_per_s']:.2f} sequences/s, {t['audio_s_per_s']:.1f} audio s/s.")
-    lines += ["", "Plots: `latency.png` (latency against batch size), `rtfx.png` (RTFx per runner); "
-              "every cell in `cells.csv`."]
+        lines.append(
+            f"Training throughput ({t['precision']}, batch {t['batch_size']} x {t['clip_seconds']:g} s): "
+            f"{t['sequences_per_s']:.2f} sequences/s, {t['audio_s_per_s']:.1f} audio s/s."
+        )
+    lines += [
+        "",
+        "Plots: `latency.png` (latency against batch size), `rtfx.png` (RTFx per runner); every cell in `cells.csv`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -143,9 +193,11 @@ def write_outputs(report: dict, out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [atomic_write_text(out / "cells.csv", cells_csv(report["cells"], report.get("wer") or {})),
-             atomic_write_text(out / "report.md", markdown_report(report)),
-             atomic_write_text(out / "machine.json", json.dumps(report["machine"], indent=2, sort_keys=True) + "\n")]
+    paths = [
+        atomic_write_text(out / "cells.csv", cells_csv(report["cells"], report.get("wer") or {})),
+        atomic_write_text(out / "report.md", markdown_report(report)),
+        atomic_write_text(out / "machine.json", json.dumps(report["machine"], indent=2, sort_keys=True) + "\n"),
+    ]
     if report["cells"]:
         paths += [plot_latency(report["cells"], out / "latency.png"), plot_rtfx(report["cells"], out / "rtfx.png")]
     return paths

@@ -56,8 +56,16 @@ class IdVocab:
         return " ".join(str(int(i)) for i in ids)
 
 
-def stream_benchmark(backend, features, vocab, utterances: list[tuple[torch.Tensor, str]], *,
-                     chunk_frames: int = 10, max_symbols: int = 5, warmup: int = 1) -> dict:
+def stream_benchmark(
+    backend,
+    features,
+    vocab,
+    utterances: list[tuple[torch.Tensor, str]],
+    *,
+    chunk_frames: int = 10,
+    max_symbols: int = 5,
+    warmup: int = 1,
+) -> dict:
     """``utterances``: (16 kHz wave, reference text or "") -> the metrics (see the module doc)."""
     from asr_core.decoding import corpus_errors
 
@@ -66,7 +74,7 @@ def stream_benchmark(backend, features, vocab, utterances: list[tuple[torch.Tens
     piece = st.chunk_samples
     for wave, _ in utterances[:warmup]:
         for i in range(0, wave.numel(), piece):
-            st.accept(wave[i: i + piece])
+            st.accept(wave[i : i + piece])
         st.finish()
     timed.seconds.clear()
     latency, wall, audio, pairs = [], 0.0, 0.0, []
@@ -74,7 +82,7 @@ def stream_benchmark(backend, features, vocab, utterances: list[tuple[torch.Tens
         first = len(latency)
         for i in range(0, wave.numel(), piece):
             t = time.perf_counter()
-            st.accept(wave[i: i + piece])
+            st.accept(wave[i : i + piece])
             latency.append(time.perf_counter() - t)
         t = time.perf_counter()
         text = st.finish().text
@@ -83,12 +91,17 @@ def stream_benchmark(backend, features, vocab, utterances: list[tuple[torch.Tens
         audio += wave.numel() / features.cfg.sample_rate
         pairs.append((ref, text))
     lat = np.array(latency) * 1000
-    out = {"utterances": len(utterances), "audio_seconds": round(audio, 3), "chunk_frames": chunk_frames,
-           "chunk_ms": round(1000 * piece / features.cfg.sample_rate, 1),
-           "audio_s_per_s": round(audio / max(wall, 1e-9), 3), "rtfx": round(audio / max(wall, 1e-9), 3),
-           "chunk_p50_ms": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
-           "chunk_p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
-           "chunk_mean_ms": round(float(lat.mean()), 3) if lat.size else None}
+    out = {
+        "utterances": len(utterances),
+        "audio_seconds": round(audio, 3),
+        "chunk_frames": chunk_frames,
+        "chunk_ms": round(1000 * piece / features.cfg.sample_rate, 1),
+        "audio_s_per_s": round(audio / max(wall, 1e-9), 3),
+        "rtfx": round(audio / max(wall, 1e-9), 3),
+        "chunk_p50_ms": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
+        "chunk_p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
+        "chunk_mean_ms": round(float(lat.mean()), 3) if lat.size else None,
+    }
     for name in ("encoder", "predictor", "joint"):
         s = timed.seconds.get(name, [])
         out[f"{name}_ms"] = round(1000 * float(np.mean(s)), 4) if s else None

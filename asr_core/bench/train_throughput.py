@@ -18,9 +18,19 @@ from asr_core.bench.measure import PeakMemory, latency_stats
 from asr_core.models import ctc_loss
 
 
-def train_throughput(model: nn.Module, *, batch_size: int, clip_seconds: float, precision: str = "fp32",
-                     warmup: int = 1, steps: int = 3, device: str = "cpu", in_features: int | None = 64,
-                     frames_per_second: int = 100, seed: int = 0) -> dict:
+def train_throughput(
+    model: nn.Module,
+    *,
+    batch_size: int,
+    clip_seconds: float,
+    precision: str = "fp32",
+    warmup: int = 1,
+    steps: int = 3,
+    device: str = "cpu",
+    in_features: int | None = 64,
+    frames_per_second: int = 100,
+    seed: int = 0,
+) -> dict:
     dev = torch.device(device)
     if precision not in ("fp32", "tf32", "bf16", "fp16"):
         raise ValueError(f"train_throughput: unknown precision {precision!r}")
@@ -69,7 +79,13 @@ def train_throughput(model: nn.Module, *, batch_size: int, clip_seconds: float, 
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"train_throughput: non-finite loss {loss.item()} at step {i}")
     step = float(np.median(times))
-    return {"precision": precision, "batch_size": batch_size, "clip_seconds": clip_seconds, "steps": steps,
-            "step_ms": latency_stats(times), "sequences_per_s": round(batch_size / step, 4),
-            "audio_s_per_s": round(batch_size * clip_seconds / step, 4),
-            "peak_mem_mb": round(mem.mb, 1) if mem.mb is not None else None}
+    return {
+        "precision": precision,
+        "batch_size": batch_size,
+        "clip_seconds": clip_seconds,
+        "steps": steps,
+        "step_ms": latency_stats(times),
+        "sequences_per_s": round(batch_size / step, 4),
+        "audio_s_per_s": round(batch_size * clip_seconds / step, 4),
+        "peak_mem_mb": round(mem.mb, 1) if mem.mb is not None else None,
+    }

@@ -16,6 +16,7 @@ import io
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -174,3 +175,12 @@ def write_audio_file(path: str | os.PathLike, x: np.ndarray, sr: int, fmt: str =
 def resampled_frames(frames: int, orig_sr: int, new_sr: int) -> int:
     """Number of frames :func:`resample` returns for ``frames`` input frames (exact integer ceil)."""
     return -(-frames * new_sr // orig_sr)
+
+
+def read_wave(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
+    """Any file soundfile reads -> (samples,) float32 mono at ``sample_rate``."""
+    x, sr = load_audio(Path(path))
+    x = to_mono(x)
+    if sr != sample_rate:
+        x = resample(x, sr, sample_rate)
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

@@ -1,4 +1,4 @@
-"""Pad a list of dataset items into a batch; drop and report the bad ones.
+"""Pad a list of dataset items into a batch, drop and report the bad ones; compute the model input.
 
 Shapes (B: utterances kept, T: samples, U: tokens):
 
@@ -15,9 +15,12 @@ Every item may be bad: the batch is then empty (B = 0, T_max = U_max = 0) but st
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
+from torch import nn
 
 from asr_core.data.dataset import BadUtterance
 
@@ -52,3 +55,63 @@ def collate_batch(items: Sequence[dict[str, Any] | BadUtterance | None], pad_id:
         "durations": torch.tensor([it["duration"] for it in kept], dtype=torch.float32),
         "skipped": skipped,
     }
+
+
+def batch_seed(seed: int, epoch: int, utt_ids: Iterable[str]) -> int:
+    """The seed of a batch's augmentation: a hash of (run seed, epoch, its utterance ids), so a
+    batch gets the same draws whatever the number of workers and after a resume."""
+    h = hashlib.blake2b(f"{seed}:{epoch}:".encode(), digest_size=8)
+    h.update("\x00".join(utt_ids).encode())
+    return int.from_bytes(h.digest(), "little") & (2**63 - 1)
+
+
+class FeatureCollate:
+    """Items -> a batch with the model's input: ``feats`` and ``feat_lens`` beside :func:`collate_batch`'s
+    keys (less the waveforms), ``audio_seconds``.
+
+    ``frontend``: a front-end module of :mod:`asr_core.features.frontends` (run in eval mode: the
+    dither is added here, seeded). ``train``: dither and ``spec_augment``, drawn from a generator
+    seeded by :func:`batch_seed`. ``keep_waves``: the padded waveforms too (``waves``, ``wave_lens``).
+    The collate runs in the loader workers, so the features are computed off the training process.
+    """
+
+    def __init__(
+        self,
+        frontend: nn.Module,
+        spec_augment=None,
+        train: bool = False,
+        seed: int = 0,
+        dataset=None,
+        keep_waves: bool = False,
+    ) -> None:
+        from asr_core.features import SpecAugment
+
+        self.features = frontend.eval()
+        self.keep_waves = keep_waves
+        self.dither = float(getattr(frontend.cfg, "dither", 0.0)) if train else 0.0
+        self.specaug = SpecAugment(spec_augment).train() if (train and spec_augment is not None) else None
+        self.sample_rate, self.seed, self.dataset = frontend.cfg.sample_rate, seed, dataset
+
+    @torch.no_grad()
+    def __call__(self, items) -> dict[str, Any]:
+        b = collate_batch(items)
+        waves, wave_lens = b.pop("waves"), b.pop("wave_lens")
+        if self.keep_waves:
+            b.update(waves=waves, wave_lens=wave_lens)
+        if waves.size(0) and (self.dither > 0 or self.specaug is not None):
+            epoch = self.dataset.epoch if self.dataset is not None else 0
+            g = torch.Generator().manual_seed(batch_seed(self.seed, epoch, b["utt_ids"]))
+            if self.dither > 0:
+                waves = waves + self.dither * torch.randn(waves.shape, generator=g)
+            if self.specaug is not None:
+                self.specaug.generator = g
+        if waves.size(0):
+            feats, feat_lens = self.features(waves, wave_lens)
+            if self.specaug is not None:
+                feats = self.specaug(feats, feat_lens)
+        else:
+            dim = self.features.feature_dim
+            feats = torch.zeros(0, dim, 0) if dim is not None else torch.zeros(0, 0)
+            feat_lens = torch.zeros(0, dtype=torch.long)
+        b.update(feats=feats, feat_lens=feat_lens, audio_seconds=float(wave_lens.sum()) / self.sample_rate)
+        return b

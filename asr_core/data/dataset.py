@@ -143,14 +143,20 @@ class Manifest:
     def __post_init__(self) -> None:
         n = len(self.durations)
         assert len(self.paths) == len(self.texts) == len(self.utt_ids) == n, (
-            len(self.paths), len(self.texts), len(self.utt_ids), n
+            len(self.paths),
+            len(self.texts),
+            len(self.utt_ids),
+            n,
         )
         assert self.durations.dtype == np.float32, self.durations.dtype
         self.durations.setflags(write=False)
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, min_duration: float | None = None, max_duration: float | None = None,
+        cls,
+        path: str | os.PathLike,
+        min_duration: float | None = None,
+        max_duration: float | None = None,
         require_text: bool = True,
     ) -> "Manifest":
         """Read a JSON-lines manifest, keeping rows with ``min_duration <= duration <= max_duration``.
@@ -206,8 +212,13 @@ class Manifest:
         if dropped["too_short"] or dropped["too_long"]:
             log.info(
                 "%s: kept %d rows (%.2f h); dropped %d shorter than %s s and %d longer than %s s",
-                path, len(m), m.total_seconds / 3600, dropped["too_short"], min_duration,
-                dropped["too_long"], max_duration,
+                path,
+                len(m),
+                m.total_seconds / 3600,
+                dropped["too_short"],
+                min_duration,
+                dropped["too_long"],
+                max_duration,
             )
         return m
 
@@ -368,8 +379,9 @@ def build_loader(
     """
     from asr_core.data.collate import collate_batch
 
-    manifest = Manifest.load(manifest_path, min_duration=min_duration, max_duration=max_duration,
-                             require_text=require_text)
+    manifest = Manifest.load(
+        manifest_path, min_duration=min_duration, max_duration=max_duration, require_text=require_text
+    )
     if len(manifest) == 0:
         raise ValueError(
             f"{manifest_path}: no rows left after the duration filter "
@@ -404,4 +416,3 @@ def build_loader(
         **workers_kw,
     )
     return loader, sampler
-

@@ -184,8 +184,14 @@ class BucketingBatchSampler(Sampler[list[int]]):
         h = hashlib.sha1(self.durations.tobytes())
         h.update(
             repr(
-                (self.batch_size, self.max_batch_seconds, self.num_buckets, self.shuffle, self.drop_last,
-                 self.num_replicas)
+                (
+                    self.batch_size,
+                    self.max_batch_seconds,
+                    self.num_buckets,
+                    self.shuffle,
+                    self.drop_last,
+                    self.num_replicas,
+                )
             ).encode()
         )
         return h.hexdigest()[:16]
@@ -206,8 +212,12 @@ class BucketingBatchSampler(Sampler[list[int]]):
         batches = self._equal_shares(batches, rng)
         dropped = len(self.durations) - sum(len(b) for b in batches)
         if dropped:
-            log.debug("epoch %d: %d utterances dropped (%d before the replica split)", epoch, dropped,
-                      len(self.durations) - n_items)
+            log.debug(
+                "epoch %d: %d utterances dropped (%d before the replica split)",
+                epoch,
+                dropped,
+                len(self.durations) - n_items,
+            )
         per_rank = len(batches) // self.num_replicas
         if per_rank == 0:
             raise ValueError(

@@ -68,8 +68,9 @@ class LexiconBeamDecoder:
     restricted to the lexicon.
     """
 
-    def __init__(self, vocab: CharVocab, lexicon: str | os.PathLike, lm: str | os.PathLike | None,
-                 cfg: BeamConfig = BeamConfig()) -> None:
+    def __init__(
+        self, vocab: CharVocab, lexicon: str | os.PathLike, lm: str | os.PathLike | None, cfg: BeamConfig = BeamConfig()
+    ) -> None:
         from flashlight.lib.text.decoder import SmearingMode, Trie, ZeroLM
         from flashlight.lib.text.decoder.kenlm import KenLM
         from flashlight.lib.text.dictionary import Dictionary, create_word_dict
@@ -86,8 +87,10 @@ class LexiconBeamDecoder:
         for word, spelling in spellings.items():
             bad = [t for t in spelling if t not in names[:-1]]
             if bad:
-                raise ValueError(f"{lexicon}: word {word!r}: spelling {spelling} uses token(s) {bad} "
-                                 f"that are not in the model's vocabulary {names[:-1]}")
+                raise ValueError(
+                    f"{lexicon}: word {word!r}: spelling {spelling} uses token(s) {bad} "
+                    f"that are not in the model's vocabulary {names[:-1]}"
+                )
         self._spelled = {w: "".join(s).rstrip(SEPARATOR) for w, s in spellings.items()}
         # as flashlight's load_words does: <unk> is a word with no spelling (never in the trie)
         self._words = create_word_dict({**{w: [s] for w, s in spellings.items()}, "<unk>": []})
@@ -116,9 +119,16 @@ class LexiconBeamDecoder:
 
         c = self.cfg
         opts = LexiconDecoderOptions(
-            beam_size=c.beam_size, beam_size_token=c.beam_size_token or self.vocab.num_outputs,
-            beam_threshold=c.beam_threshold, lm_weight=c.lm_weight, word_score=c.word_score,
-            unk_score=float("-inf"), sil_score=0.0, log_add=c.log_add, criterion_type=CriterionType.CTC)
+            beam_size=c.beam_size,
+            beam_size_token=c.beam_size_token or self.vocab.num_outputs,
+            beam_threshold=c.beam_threshold,
+            lm_weight=c.lm_weight,
+            word_score=c.word_score,
+            unk_score=float("-inf"),
+            sil_score=0.0,
+            log_add=c.log_add,
+            criterion_type=CriterionType.CTC,
+        )
         return LexiconDecoder(opts, self._trie, self._lm, self._sil, self._blank, self._unk, [], False)
 
     def with_weights(self, lm_weight: float, word_score: float) -> LexiconBeamDecoder:

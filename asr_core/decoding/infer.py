@@ -1,26 +1,23 @@
 """Greedy CTC transcription of a manifest or of audio files with a trained ``model.pt``.
 
-Features are computed in DataLoader workers (the same :class:`CTCCollate` as training,
-eval mode: no dither, no augmentation); batches are bucketed by duration so padding
+Features are computed in DataLoader workers by the model's front end (the same collate as
+training, eval mode: no dither, no augmentation); batches are bucketed by duration so padding
 stays small. Outputs come back in manifest order.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable
 
-import numpy as np
 import torch
 from torch import nn
 
-from asr_core.data.dataset import AudioDataset, Manifest
-from asr_core.data.sampler import BucketingBatchSampler
-from asr_core.features import FilterbankConfig
+from asr_core.data.audio import read_wave
+from asr_core.data.loaders import eval_loader, load_manifest
 from asr_core.models import greedy_decode
-from asr_core.text import CharVocab
+from asr_core.text.vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -33,25 +30,27 @@ class Transcript:
 
 
 @torch.no_grad()
-def _forward(model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor, vocab: CharVocab,
-             device: torch.device, beam=None) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def _forward(
+    model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor, vocab: Vocabulary, device: torch.device, beam=None
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """(transcripts, log_probs (B, T, V), lengths (B,)): greedy, or ``beam`` (a LexiconBeamDecoder)."""
     log_probs, out_lens = model(feats.to(device), feat_lens.to(device))
     log_probs, out_lens = log_probs.float().cpu(), out_lens.cpu()
     if beam is not None:
         return beam.decode(log_probs, out_lens), log_probs, out_lens
-    return [vocab.decode(ids) for ids in greedy_decode(log_probs, out_lens)], log_probs, out_lens
+    return [vocab.decode(ids) for ids in greedy_decode(log_probs, out_lens, vocab.blank)], log_probs, out_lens
 
 
-def _decode(model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor, vocab: CharVocab,
-            device: torch.device, beam=None) -> list[str]:
+def _decode(
+    model: nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor, vocab: Vocabulary, device: torch.device, beam=None
+) -> list[str]:
     return _forward(model, feats, feat_lens, vocab, device, beam)[0]
 
 
 def transcribe_manifest(
     model: nn.Module,
-    features: FilterbankConfig,
-    vocab: CharVocab,
+    frontend: nn.Module,
+    vocab: Vocabulary,
     manifest_path: str | os.PathLike,
     *,
     batch_seconds: float = 300.0,
@@ -68,19 +67,11 @@ def transcribe_manifest(
     ``skipped`` lists ``(utt_id, reason)`` for files that could not be read; they are
     left out of the transcripts (and so of the WER), and the caller reports them.
     """
-    from asr_core.train.ctc_recipe import CTCCollate  # the training collate, in eval mode
-
     device = torch.device(device)
-    manifest = Manifest.load(manifest_path)
-    if max_utterances is not None:
-        manifest = manifest.subset(np.arange(min(max_utterances, len(manifest))))
+    manifest = load_manifest(manifest_path, max_utterances)
     if len(manifest) == 0:
         return [], []
-    dataset = AudioDataset(manifest, vocab.encode, sample_rate=features.sample_rate)
-    budget = max(batch_seconds, float(manifest.durations.max()))
-    sampler = BucketingBatchSampler(manifest.durations, max_batch_seconds=budget, num_buckets=10, shuffle=False)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=CTCCollate(features),
-                                         num_workers=num_workers)
+    loader = eval_loader(manifest, vocab.encode, frontend, batch_seconds=batch_seconds, num_workers=num_workers)
     model.eval()
     index = {u: i for i, u in enumerate(manifest.utt_ids)}
     hyps: dict[str, str] = {}
@@ -93,15 +84,18 @@ def transcribe_manifest(
             hyps.update(zip(batch["utt_ids"], texts))
             if keep_log_probs:
                 emissions.update((u, log_probs[b, : int(lens[b])].clone()) for b, u in enumerate(batch["utt_ids"]))
-    out = [Transcript(u, manifest.texts[index[u]], hyps[u], float(manifest.durations[index[u]]), emissions.get(u))
-           for u in manifest.utt_ids if u in hyps]
+    out = [
+        Transcript(u, manifest.texts[index[u]], hyps[u], float(manifest.durations[index[u]]), emissions.get(u))
+        for u in manifest.utt_ids
+        if u in hyps
+    ]
     return out, skipped
 
 
 def transcribe_files(
     model: nn.Module,
-    features: FilterbankConfig,
-    vocab: CharVocab,
+    frontend: nn.Module,
+    vocab: Vocabulary,
     paths: Iterable[str | os.PathLike],
     device: str | torch.device = "cpu",
     beam=None,
@@ -109,20 +103,13 @@ def transcribe_files(
     """Transcribe audio files of any format/rate/channel count soundfile reads, one at a time.
 
     ``beam``: a :class:`~asr_core.decoding.beam.LexiconBeamDecoder` (beam search with an
-    LM); greedy decoding without one.
+    LM); greedy decoding without one. ``frontend``: the model's front-end module.
     """
-    from asr_core.data.audio import load_audio, resample, to_mono
-    from asr_core.features import build_features
-
     device = torch.device(device)
-    fb = build_features(features).eval()
+    frontend = frontend.eval()
     out = []
     for p in paths:
-        x, sr = load_audio(Path(p))
-        x = to_mono(x)
-        if sr != features.sample_rate:
-            x = resample(x, sr, features.sample_rate)
-        wave = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
-        feats, feat_lens = fb(wave, torch.tensor([wave.size(1)]))
+        wave = read_wave(p, frontend.cfg.sample_rate)[None]
+        feats, feat_lens = frontend(wave, torch.tensor([wave.size(1)]))
         out.append(_decode(model, feats, feat_lens, vocab, device, beam)[0])
     return out

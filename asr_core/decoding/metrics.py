@@ -8,8 +8,8 @@ included. Utterances with an empty reference are scored with 0 reference words
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 import jiwer
 
@@ -51,8 +51,16 @@ def utterance_errors(ref: str, hyp: str) -> UttErrors:
 
 def corpus_errors(pairs: Iterable[tuple[str, str]]) -> dict[str, float]:
     """``{"wer", "cer", "words", "chars", "utterances", "substitutions", "deletions", "insertions"}``."""
-    tot = {"word_errors": 0, "words": 0, "char_errors": 0, "chars": 0, "substitutions": 0, "deletions": 0,
-           "insertions": 0, "utterances": 0}
+    tot = {
+        "word_errors": 0,
+        "words": 0,
+        "char_errors": 0,
+        "chars": 0,
+        "substitutions": 0,
+        "deletions": 0,
+        "insertions": 0,
+        "utterances": 0,
+    }
     for ref, hyp in pairs:
         e = utterance_errors(ref, hyp)
         for k, v in e.to_dict().items():

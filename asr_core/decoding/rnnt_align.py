@@ -17,8 +17,7 @@ from asr_core.io.atomic import atomic_path
 
 
 @torch.no_grad()
-def lattice_logprobs(model, feats: torch.Tensor, feat_len: int, tokens: list[int]
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def lattice_logprobs(model, feats: torch.Tensor, feat_len: int, tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """feats (N, F) of one utterance -> (emit (T, U + 1), blank (T, U + 1)) log-probs; emit[:, U] = -inf."""
     y = torch.tensor([tokens], dtype=torch.long)
     logits, f_lens = model.lattice(feats[None, :, :feat_len], torch.tensor([feat_len]), y)
@@ -54,8 +53,14 @@ def viterbi(emit: torch.Tensor, blank: torch.Tensor) -> list[tuple[int, int]]:
     return path[::-1]
 
 
-def alignment_png(path: str | os.PathLike, emit: torch.Tensor, blank: torch.Tensor, pieces: list[str],
-                  title: str = "", frame_seconds: float = 0.06) -> Path:
+def alignment_png(
+    path: str | os.PathLike,
+    emit: torch.Tensor,
+    blank: torch.Tensor,
+    pieces: list[str],
+    title: str = "",
+    frame_seconds: float = 0.06,
+) -> Path:
     """Write the picture: log P(y[u] | t, u) (and the blank row at u = U), the Viterbi path in white."""
     import matplotlib
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from asr_core.decoding.rnnt_stream import TorchBackend, TransducerBackend
 from asr_core.models.rnnt.frontend import stack_frames
@@ -51,32 +52,40 @@ def beam_search(backend: TransducerBackend, f: torch.Tensor, beam: int = 4, max_
         for _ in range(max_symbols):
             if not active:
                 break
-            logp = torch.log_softmax(backend.joint(f[t].expand(len(active), -1), torch.stack([h.g for h in active])), -1)
+            logp = torch.log_softmax(
+                backend.joint(f[t].expand(len(active), -1), torch.stack([h.g for h in active])), -1
+            )
             for i, h in enumerate(active):
                 _add(done, Hyp(h.tokens, h.score + float(logp[i, blank]), h.g, h.state))
             floor = sorted((h.score for h in done.values()), reverse=True)[beam - 1] if len(done) >= beam else -1e30
             logp[:, blank] = float("-inf")
             scores = torch.tensor([h.score for h in active])[:, None] + logp
             top = scores.flatten().topk(min(beam, scores.numel()))
-            picks = [(int(j) // scores.size(1), int(j) % scores.size(1), float(s))
-                     for s, j in zip(top.values, top.indices) if float(s) > floor]
+            picks = [
+                (int(j) // scores.size(1), int(j) % scores.size(1), float(s))
+                for s, j in zip(top.values, top.indices)
+                if float(s) > floor
+            ]
             if not picks:
                 break
             parents = [active[i] for i, _, _ in picks]
             y = torch.tensor([[k] for _, k, _ in picks], dtype=torch.long)
             state = tuple(torch.cat([p.state[n] for p in parents], dim=1) for n in range(len(parents[0].state)))
             g, state = backend.predict(y, state)
-            active = [Hyp(p.tokens + (k,), s, g[j], tuple(x[:, j: j + 1] for x in state))
-                      for j, (p, (_, k, s)) in enumerate(zip(parents, picks))]
+            active = [
+                Hyp(p.tokens + (k,), s, g[j], tuple(x[:, j : j + 1] for x in state))
+                for j, (p, (_, k, s)) in enumerate(zip(parents, picks))
+            ]
         hyps = sorted(done.values(), key=lambda h: h.score, reverse=True)[:beam]
     return list(max(hyps, key=lambda h: h.score).tokens)
 
 
 @torch.no_grad()
-def beam_decode(model_or_backend, feats: torch.Tensor, feat_lens: torch.Tensor, beam: int = 4,
-                max_symbols: int = 5) -> list[list[int]]:
+def beam_decode(
+    model_or_backend, feats: torch.Tensor, feat_lens: torch.Tensor, beam: int = 4, max_symbols: int = 5
+) -> list[list[int]]:
     """A padded batch of features (B, N, F) -> the best token ids per utterance."""
-    backend = model_or_backend if hasattr(model_or_backend, "encoder_state") else TorchBackend(model_or_backend)
+    backend = TorchBackend(model_or_backend) if isinstance(model_or_backend, nn.Module) else model_or_backend
     s, s_lens = stack_frames(feats, feat_lens, backend.stack)
     f, f_lens, _ = backend.encode(s, s_lens, backend.encoder_state(feats.size(0)))
     return [beam_search(backend, f[i, : int(f_lens[i])], beam, max_symbols) for i in range(f.size(0))]

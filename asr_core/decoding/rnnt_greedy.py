@@ -33,8 +33,9 @@ class GreedyState:
 
 
 class GreedyDecoder:
-    def __init__(self, predict: Predict, joint: JointFn, zero_state: Callable[[int], tuple], blank: int = 0,
-                 max_symbols: int = 5) -> None:
+    def __init__(
+        self, predict: Predict, joint: JointFn, zero_state: Callable[[int], tuple], blank: int = 0, max_symbols: int = 5
+    ) -> None:
         if max_symbols < 1:
             raise ValueError(f"max_symbols must be >= 1, got {max_symbols}")
         self.predict, self.joint, self.zero_state = predict, joint, zero_state

@@ -89,8 +89,9 @@ def greedy_decoder(backend: TransducerBackend, max_symbols: int = 5) -> GreedyDe
 
 
 @torch.no_grad()
-def offline_greedy(backend: TransducerBackend, feats: torch.Tensor, feat_lens: torch.Tensor,
-                   max_symbols: int = 5) -> list[list[int]]:
+def offline_greedy(
+    backend: TransducerBackend, feats: torch.Tensor, feat_lens: torch.Tensor, max_symbols: int = 5
+) -> list[list[int]]:
     """Whole utterances (B, N, F) through ``backend`` at once: token ids per utterance."""
     s, s_lens = stack_frames(feats, feat_lens, backend.stack)
     f, f_lens, _ = backend.encode(s, s_lens, backend.encoder_state(feats.size(0)))
@@ -112,11 +113,19 @@ class StreamingTranscriber:
     ``on_encode(frames)``: an optional hook called after each encoder call (benchmarks time it).
     """
 
-    def __init__(self, backend: TransducerBackend, features, vocab, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
-                 max_symbols: int = 5) -> None:
+    def __init__(
+        self,
+        backend: TransducerBackend,
+        features,
+        vocab,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        max_symbols: int = 5,
+    ) -> None:
         if chunk_frames < 1 or chunk_frames % backend.time_reduction:
-            raise ValueError(f"chunk_frames must be a positive multiple of the encoder's time reduction "
-                             f"({backend.time_reduction}), got {chunk_frames}")
+            raise ValueError(
+                f"chunk_frames must be a positive multiple of the encoder's time reduction "
+                f"({backend.time_reduction}), got {chunk_frames}"
+            )
         self.backend, self.vocab, self.chunk_frames = backend, vocab, chunk_frames
         self.fbank = StreamingFilterbank(features)
         self.sample_rate = features.cfg.sample_rate
@@ -174,5 +183,5 @@ def stream_file(transcriber: StreamingTranscriber, wave: torch.Tensor, chunk_sam
     """Feed ``wave`` in chunks (default: the transcriber's own) as if live; yields each Partial."""
     n = chunk_samples or transcriber.chunk_samples
     for i in range(0, wave.numel(), n):
-        yield from transcriber.accept(wave[i: i + n])
+        yield from transcriber.accept(wave[i : i + n])
     yield transcriber.finish()

@@ -21,5 +21,14 @@ from asr_core.export.to_onnx import export_onnx
 from asr_core.export.to_openvino import export_openvino
 from asr_core.export.waveform import WaveformCTC, export_waveform_onnx
 
-__all__ = ["BackendUnavailable", "Runner", "RunnerSpec", "WaveformCTC", "export_file", "export_onnx",
-           "export_openvino", "export_waveform_onnx", "make_runner"]
+__all__ = [
+    "BackendUnavailable",
+    "Runner",
+    "RunnerSpec",
+    "WaveformCTC",
+    "export_file",
+    "export_onnx",
+    "export_openvino",
+    "export_waveform_onnx",
+    "make_runner",
+]

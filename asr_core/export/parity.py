@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from asr_core.decoding import corpus_errors
-from asr_core.features import FilterbankConfig
+from asr_core.data.loaders import eval_loader, load_manifest
+from asr_core.decoding.metrics import corpus_errors
 from asr_core.models import greedy_decode
-from asr_core.text import CharVocab
+from asr_core.text.vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -43,34 +43,41 @@ class Decoded:
     log_probs: list[np.ndarray] = field(default_factory=list)  # per utterance, (T'_valid, V)
 
 
-def manifest_batches(manifest_path: str | os.PathLike, features: FilterbankConfig, vocab: CharVocab, *,
-                     batch_seconds: float = 120.0, max_utterances: int | None = None,
-                     num_workers: int = 0, keep_waves: bool = False) -> list[FeatureBatch]:
+def manifest_batches(
+    manifest_path: str | os.PathLike,
+    frontend: torch.nn.Module,
+    vocab: Vocabulary,
+    *,
+    batch_seconds: float = 120.0,
+    max_utterances: int | None = None,
+    num_workers: int = 0,
+    keep_waves: bool = False,
+) -> list[FeatureBatch]:
     """Feature batches of a manifest (unreadable files are left out, as in evaluation).
 
     ``keep_waves``: each batch also holds its padded waveforms (``waves``, ``wave_lens``), the input
     of the waveform-input runners (``runner.takes_waveform``).
     """
-    from asr_core.data.dataset import AudioDataset, Manifest
-    from asr_core.data.sampler import BucketingBatchSampler
-    from asr_core.train.ctc_recipe import CTCCollate
-
-    manifest = Manifest.load(manifest_path)
-    if max_utterances is not None:
-        manifest = manifest.subset(np.arange(min(max_utterances, len(manifest))))
+    manifest = load_manifest(manifest_path, max_utterances)
     if len(manifest) == 0:
         raise ValueError(f"{manifest_path}: no utterances to check parity on")
     texts = dict(zip(manifest.utt_ids, manifest.texts))
-    dataset = AudioDataset(manifest, vocab.encode, sample_rate=features.sample_rate)
-    budget = max(batch_seconds, float(manifest.durations.max()))
-    sampler = BucketingBatchSampler(manifest.durations, max_batch_seconds=budget, num_buckets=10, shuffle=False)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                                         collate_fn=CTCCollate(features, keep_waves=keep_waves))
+    loader = eval_loader(
+        manifest, vocab.encode, frontend, batch_seconds=batch_seconds, num_workers=num_workers, keep_waves=keep_waves
+    )
     out = []
     for b in loader:
         if b["feats"].size(0):
-            out.append(FeatureBatch(list(b["utt_ids"]), [texts[u] for u in b["utt_ids"]], b["feats"], b["feat_lens"],
-                                    b.get("waves"), b.get("wave_lens")))
+            out.append(
+                FeatureBatch(
+                    list(b["utt_ids"]),
+                    [texts[u] for u in b["utt_ids"]],
+                    b["feats"],
+                    b["feat_lens"],
+                    b.get("waves"),
+                    b.get("wave_lens"),
+                )
+            )
     return out
 
 
@@ -79,18 +86,20 @@ def runner_inputs(runner, batch: FeatureBatch) -> tuple[torch.Tensor, torch.Tens
     if not getattr(runner, "takes_waveform", False):
         return batch.feats, batch.lens
     if batch.waves is None:
-        raise ValueError(f"{getattr(runner, 'name', runner)} takes waveforms: build the batches with "
-                         "manifest_batches(..., keep_waves=True)")
+        raise ValueError(
+            f"{getattr(runner, 'name', runner)} takes waveforms: build the batches with "
+            "manifest_batches(..., keep_waves=True)"
+        )
     return batch.waves, batch.wave_lens
 
 
-def decode_batches(runner, batches: list[FeatureBatch], vocab: CharVocab, *, keep_log_probs: bool = False) -> Decoded:
+def decode_batches(runner, batches: list[FeatureBatch], vocab: Vocabulary, *, keep_log_probs: bool = False) -> Decoded:
     """Greedy transcripts (and, if asked, the valid log-prob frames) of every batch."""
     d = Decoded()
     for b in batches:
         log_probs, out_lens = runner(*runner_inputs(runner, b))
         log_probs, out_lens = log_probs.float().cpu(), out_lens.cpu()
-        d.hyps += [vocab.decode(ids) for ids in greedy_decode(log_probs, out_lens)]
+        d.hyps += [vocab.decode(ids) for ids in greedy_decode(log_probs, out_lens, vocab.blank)]
         d.out_lens += out_lens.tolist()
         if keep_log_probs:
             d.log_probs += [log_probs[i, :n].numpy() for i, n in enumerate(out_lens.tolist())]
@@ -112,16 +121,24 @@ def compare(ref: Decoded, got: Decoded, refs: list[str]) -> dict:
     lens_mismatch = sum(a != b for a, b in zip(ref.out_lens, got.out_lens))
     wer_ref = corpus_errors(zip(refs, ref.hyps))["wer"]
     wer = corpus_errors(zip(refs, got.hyps))["wer"]
-    return {"max_abs_diff": diff, "length_mismatches": int(lens_mismatch),
-            "transcripts_differ": int(sum(a != b for a, b in zip(ref.hyps, got.hyps))),
-            "utterances": len(refs), "wer": round(wer, 6), "wer_torch": round(wer_ref, 6),
-            "wer_change": round(wer - wer_ref, 6)}
+    return {
+        "max_abs_diff": diff,
+        "length_mismatches": int(lens_mismatch),
+        "transcripts_differ": int(sum(a != b for a, b in zip(ref.hyps, got.hyps))),
+        "utterances": len(refs),
+        "wer": round(wer, 6),
+        "wer_torch": round(wer_ref, 6),
+        "wer_change": round(wer - wer_ref, 6),
+    }
 
 
 def fp32_gate(result: dict, max_abs_diff: float) -> dict:
     """fp32: logits within ``max_abs_diff`` and identical transcripts."""
-    ok = (result["max_abs_diff"] <= max_abs_diff and result["transcripts_differ"] == 0
-          and result["length_mismatches"] == 0)
+    ok = (
+        result["max_abs_diff"] <= max_abs_diff
+        and result["transcripts_differ"] == 0
+        and result["length_mismatches"] == 0
+    )
     return {**result, "gate": "fp32", "max_abs_diff_tolerance": max_abs_diff, "passed": bool(ok)}
 
 

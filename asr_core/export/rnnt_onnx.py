@@ -73,19 +73,36 @@ def examples(model) -> dict[str, tuple]:
     enc_state = model.encoder.zero_state(2)
     pred_state = model.predictor.zero_state(2)
     return {
-        "encoder": (torch.randn(2, 11, n_in), torch.tensor([11, 7]), torch.randn_like(enc_state[0]),
-                    torch.randn_like(enc_state[1])),
+        "encoder": (
+            torch.randn(2, 11, n_in),
+            torch.tensor([11, 7]),
+            torch.randn_like(enc_state[0]),
+            torch.randn_like(enc_state[1]),
+        ),
         "predictor": (torch.tensor([[1], [2]]), torch.randn_like(pred_state[0]), torch.randn_like(pred_state[1])),
         "joint": (torch.randn(2, cfg.enc_proj), torch.randn(2, cfg.pred_proj)),
     }
 
 
 DYNAMIC = {
-    "encoder": {"frames": {0: "batch", 1: "time"}, "frame_lens": {0: "batch"}, "h_in": {1: "batch"},
-                "c_in": {1: "batch"}, "enc": {0: "batch", 1: "time_out"}, "enc_lens": {0: "batch"},
-                "h_out": {1: "batch"}, "c_out": {1: "batch"}},
-    "predictor": {"tokens": {0: "batch"}, "h_in": {1: "batch"}, "c_in": {1: "batch"}, "g": {0: "batch"},
-                  "h_out": {1: "batch"}, "c_out": {1: "batch"}},
+    "encoder": {
+        "frames": {0: "batch", 1: "time"},
+        "frame_lens": {0: "batch"},
+        "h_in": {1: "batch"},
+        "c_in": {1: "batch"},
+        "enc": {0: "batch", 1: "time_out"},
+        "enc_lens": {0: "batch"},
+        "h_out": {1: "batch"},
+        "c_out": {1: "batch"},
+    },
+    "predictor": {
+        "tokens": {0: "batch"},
+        "h_in": {1: "batch"},
+        "c_in": {1: "batch"},
+        "g": {0: "batch"},
+        "h_out": {1: "batch"},
+        "c_out": {1: "batch"},
+    },
     "joint": {"enc": {0: "batch"}, "g": {0: "batch"}, "logits": {0: "batch"}},
 }
 
@@ -105,8 +122,16 @@ def export_rnnt(model, out_dir: str | os.PathLike, *, opset: int = 17, openvino:
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", category=UserWarning)  # LSTM batch_first notes
-            torch.onnx.export(mods[name], ex[name], str(tmp), dynamo=False, opset_version=opset,
-                              input_names=list(inputs), output_names=list(outputs), dynamic_axes=DYNAMIC[name])
+            torch.onnx.export(
+                mods[name],
+                ex[name],
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=list(inputs),
+                output_names=list(outputs),
+                dynamic_axes=DYNAMIC[name],
+            )
         onnx.checker.check_model(str(path))
         paths[name] = path
         if openvino:

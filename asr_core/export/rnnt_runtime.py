@@ -50,13 +50,24 @@ class _GraphBackend:
         return z, z.clone()
 
     def encode(self, s, s_lens, state):
-        enc, lens, h, c = self._run["encoder"]({"frames": _np(s, np.float32), "frame_lens": _np(s_lens, np.int64),
-                                                "h_in": _np(state[0], np.float32), "c_in": _np(state[1], np.float32)})
-        return torch.from_numpy(enc), torch.from_numpy(lens.astype(np.int64)), (torch.from_numpy(h), torch.from_numpy(c))
+        enc, lens, h, c = self._run["encoder"](
+            {
+                "frames": _np(s, np.float32),
+                "frame_lens": _np(s_lens, np.int64),
+                "h_in": _np(state[0], np.float32),
+                "c_in": _np(state[1], np.float32),
+            }
+        )
+        return (
+            torch.from_numpy(enc),
+            torch.from_numpy(lens.astype(np.int64)),
+            (torch.from_numpy(h), torch.from_numpy(c)),
+        )
 
     def predict(self, y, state):
-        g, h, c = self._run["predictor"]({"tokens": _np(y, np.int64), "h_in": _np(state[0], np.float32),
-                                          "c_in": _np(state[1], np.float32)})
+        g, h, c = self._run["predictor"](
+            {"tokens": _np(y, np.int64), "h_in": _np(state[0], np.float32), "c_in": _np(state[1], np.float32)}
+        )
         return torch.from_numpy(g), (torch.from_numpy(h), torch.from_numpy(c))
 
     def joint(self, f, g):
@@ -129,10 +140,17 @@ def write_meta(model, out_dir: str | os.PathLike) -> Path:
     from asr_core.io.atomic import atomic_write_json
 
     cfg = model.encoder.cfg
-    meta = {"stack": cfg.stack, "time_reduction": cfg.time_reduction if cfg.time_reduction_layer >= 0 else 1,
-            "blank": model.blank, "enc_layers": cfg.enc_layers, "enc_hidden": cfg.enc_hidden,
-            "pred_layers": cfg.pred_layers, "pred_hidden": cfg.pred_hidden, "vocab_size": model.num_outputs,
-            "graphs": {n: {"inputs": list(IO[n][0]), "outputs": list(IO[n][1])} for n in GRAPHS}}
+    meta = {
+        "stack": cfg.stack,
+        "time_reduction": cfg.time_reduction if cfg.time_reduction_layer >= 0 else 1,
+        "blank": model.blank,
+        "enc_layers": cfg.enc_layers,
+        "enc_hidden": cfg.enc_hidden,
+        "pred_layers": cfg.pred_layers,
+        "pred_hidden": cfg.pred_hidden,
+        "vocab_size": model.num_outputs,
+        "graphs": {n: {"inputs": list(IO[n][0]), "outputs": list(IO[n][1])} for n in GRAPHS},
+    }
     path = Path(out_dir) / META
     atomic_write_json(path, meta)
     return path

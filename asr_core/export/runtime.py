@@ -33,8 +33,11 @@ from torch import nn
 from asr_core.export.waveform import WAVE_INPUT_NAMES, WAVE_OPENVINO_DIR
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
-PRECISIONS = {"torch": ("fp32", "tf32", "bf16", "fp16"), "onnxruntime": ("fp32",),
-              "openvino": ("fp32", "bf16", "fp16w")}
+PRECISIONS = {
+    "torch": ("fp32", "tf32", "bf16", "fp16"),
+    "onnxruntime": ("fp32",),
+    "openvino": ("fp32", "bf16", "fp16w"),
+}
 CUDA_ONLY = {"tf32", "fp16"}
 WAVE_PRECISIONS = {"openvino": ("fp32", "bf16")}  # waveform-input graphs (``<backend>_wave_<precision>``)
 
@@ -56,7 +59,7 @@ class RunnerSpec:
         return f"{self.backend}{middle}_{self.precision}" + ("_graphs" if self.cuda_graphs else "")
 
     @classmethod
-    def parse(cls, name: str) -> "RunnerSpec":
+    def parse(cls, name: str) -> RunnerSpec:
         parts = name.split("_")
         graphs = parts[-1] == "graphs"
         if graphs:
@@ -88,7 +91,7 @@ class Runner:
     def name(self) -> str:
         return self.spec.name
 
-    def eval(self) -> "Runner":
+    def eval(self) -> Runner:
         return self
 
     def __call__(self, feats: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,8 +157,9 @@ class TorchRunner(Runner):
 
 
 class OnnxRuntimeRunner(Runner):
-    def __init__(self, onnx_path: str | os.PathLike, spec: RunnerSpec, device: str = "cpu",
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, onnx_path: str | os.PathLike, spec: RunnerSpec, device: str = "cpu", threads: int | None = None
+    ) -> None:
         import onnxruntime as ort
 
         self.spec, self.device = spec, torch.device("cpu")
@@ -198,8 +202,15 @@ class OpenVINORunner(Runner):
 
     input_names: tuple[str, str] = ("features", "feature_lens")
 
-    def __init__(self, xml_path: str | os.PathLike, spec: RunnerSpec, device: str = "cpu",
-                 threads: int | None = None, static_shapes: bool = False, max_shapes: int = 8) -> None:
+    def __init__(
+        self,
+        xml_path: str | os.PathLike,
+        spec: RunnerSpec,
+        device: str = "cpu",
+        threads: int | None = None,
+        static_shapes: bool = False,
+        max_shapes: int = 8,
+    ) -> None:
         import openvino as ov
 
         self.spec, self.device = spec, torch.device("cpu")
@@ -211,7 +222,11 @@ class OpenVINORunner(Runner):
         if ov_device not in core.available_devices:
             raise BackendUnavailable(f"skipped: OpenVINO has no {ov_device} device here")
         hint = "bf16" if spec.precision == "bf16" else "f32"
-        if hint == "bf16" and ov_device == "CPU" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        if (
+            hint == "bf16"
+            and ov_device == "CPU"
+            and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        ):
             raise BackendUnavailable("skipped: this CPU has no bf16 support")
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
         if threads and ov_device == "CPU":
@@ -240,8 +255,9 @@ class OpenVINORunner(Runner):
         if self.static_shapes and lens.numel() and 0 < int(lens.max()) < feats.shape[-1]:
             feats = feats[..., : int(lens.max())]  # padding no valid output reads (class docstring)
         unpadded = self.static_shapes and bool((lens == feats.shape[-1]).all())
-        compiled, request = (self._for_shape(tuple(feats.shape), unpadded) if self.static_shapes
-                             else (self.compiled, self.request))
+        compiled, request = (
+            self._for_shape(tuple(feats.shape), unpadded) if self.static_shapes else (self.compiled, self.request)
+        )
         data, lengths = self.input_names
         inputs = {data: _np(feats, np.float32)}
         if not unpadded:
@@ -287,8 +303,15 @@ def export_file(export_dir: str | os.PathLike, spec: RunnerSpec) -> Path:
     raise ValueError(f"{spec.name} runs the PyTorch model, not an exported file")
 
 
-def make_runner(name: str | RunnerSpec, *, model: nn.Module | None = None, export_dir: str | os.PathLike | None = None,
-                device: str = "cpu", threads: int | None = None, static_shapes: bool = False) -> Runner:
+def make_runner(
+    name: str | RunnerSpec,
+    *,
+    model: nn.Module | None = None,
+    export_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    static_shapes: bool = False,
+) -> Runner:
     """Build a runner by name; raises :class:`BackendUnavailable` when it cannot run on this machine.
 
     ``static_shapes``: OpenVINO compiles per input shape (see :class:`OpenVINORunner`); ignored elsewhere.

@@ -43,10 +43,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, in_features: int |
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # the TorchScript exporter's notice
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
-            model, example, str(tmp), dynamo=False, opset_version=opset,
-            input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-            dynamic_axes={"features": {0: "batch", time_axis: "time"}, "feature_lens": {0: "batch"},
-                          "log_probs": {0: "batch", 1: "time_out"}, "log_prob_lens": {0: "batch"}},
+            model,
+            example,
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={
+                "features": {0: "batch", time_axis: "time"},
+                "feature_lens": {0: "batch"},
+                "log_probs": {0: "batch", 1: "time_out"},
+                "log_prob_lens": {0: "batch"},
+            },
         )
     import onnx
 

@@ -14,8 +14,9 @@ import tempfile
 from pathlib import Path
 
 
-def export_openvino(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                    compress_to_fp16: bool = False) -> Path:
+def export_openvino(
+    onnx_path: str | os.PathLike, out_dir: str | os.PathLike, *, compress_to_fp16: bool = False
+) -> Path:
     """Convert ``onnx_path`` to ``out_dir/model.xml`` (+ ``.bin``); the folder appears whole or not at all."""
     import openvino as ov
 

@@ -36,9 +36,11 @@ class WaveformCTC(nn.Module):
 
     def __init__(self, features: nn.Module, model: nn.Module) -> None:
         super().__init__()
-        if getattr(features, "cfg", None) is None or not hasattr(features.cfg, "n_mels"):
-            raise ValueError("WaveformCTC needs a filterbank feature module (FilterbankFeatures); "
-                             "a waveform model (wav2vec 2.0) already takes audio")
+        if getattr(features, "feature_dim", None) is None:
+            raise ValueError(
+                "WaveformCTC needs a filterbank feature module (FilterbankFeatures); "
+                "a waveform model (wav2vec 2.0) already takes audio"
+            )
         self.features, self.model = features, model
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,8 +53,7 @@ class WaveformCTC(nn.Module):
         return self.model(feats[..., : (audio.size(1) + hop - 1) // hop], feat_lens)
 
 
-def export_waveform_onnx(model: nn.Module, features: nn.Module, path: str | os.PathLike, *,
-                         opset: int = OPSET) -> Path:
+def export_waveform_onnx(model: nn.Module, features: nn.Module, path: str | os.PathLike, *, opset: int = OPSET) -> Path:
     """Write filterbank + ``model`` (eval mode, CPU, no dither) as an ONNX file at ``path``, atomically.
 
     Dynamic batch and sample axes. The trace uses two utterances of different lengths (neither a
@@ -68,10 +69,19 @@ def export_waveform_onnx(model: nn.Module, features: nn.Module, path: str | os.P
         # the filterbank's symbolic slices are left to the runtime to fold: harmless notice
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
         torch.onnx.export(
-            wrapper, example, str(tmp), dynamo=False, opset_version=opset,
-            input_names=list(WAVE_INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-            dynamic_axes={"audio": {0: "batch", 1: "samples"}, "audio_lens": {0: "batch"},
-                          "log_probs": {0: "batch", 1: "time_out"}, "log_prob_lens": {0: "batch"}},
+            wrapper,
+            example,
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(WAVE_INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={
+                "audio": {0: "batch", 1: "samples"},
+                "audio_lens": {0: "batch"},
+                "log_probs": {0: "batch", 1: "time_out"},
+                "log_prob_lens": {0: "batch"},
+            },
         )
     import onnx
 

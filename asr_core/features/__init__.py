@@ -23,7 +23,6 @@ from asr_core.features.filterbank import (
 )
 
 
-
 def build_features(cfg):
     """The feature module a config describes: :class:`FilterbankFeatures` for a
     :class:`FilterbankConfig`, else ``cfg.module()`` (wav2vec 2.0's ``WaveformConfig``: the

@@ -208,8 +208,9 @@ class TrimSilenceConfig(_DictMixin):
     hop_length: int = 512
 
 
-def nonsilent_interval(wave: torch.Tensor, top_db: float = 60.0, frame_length: int = 2048,
-                       hop_length: int = 512) -> tuple[int, int]:
+def nonsilent_interval(
+    wave: torch.Tensor, top_db: float = 60.0, frame_length: int = 2048, hop_length: int = 512
+) -> tuple[int, int]:
     """[start, end) samples of the non-silent part of a 1-D wave, as ``librosa.effects.trim``.
 
     Frames of ``frame_length`` every ``hop_length`` samples, centred (zero padded by
@@ -237,8 +238,9 @@ def nonsilent_interval(wave: torch.Tensor, top_db: float = 60.0, frame_length: i
     return start, end
 
 
-def trim_silence(wave: torch.Tensor, top_db: float = 60.0, frame_length: int = 2048,
-                 hop_length: int = 512) -> torch.Tensor:
+def trim_silence(
+    wave: torch.Tensor, top_db: float = 60.0, frame_length: int = 2048, hop_length: int = 512
+) -> torch.Tensor:
     """Leading and trailing silence removed (see ``nonsilent_interval``); 1-D in, 1-D out."""
     start, end = nonsilent_interval(wave, top_db, frame_length, hop_length)
     return wave[start:end]

@@ -49,8 +49,9 @@ from asr_core.features.filterbank import FilterbankConfig, make_window
 from asr_core.io import read_jsonl
 
 
-def resolve_manifest(manifest_path: str | os.PathLike, out_path: str | os.PathLike,
-                     min_duration: float = 0.0, max_duration: float = 0.0) -> list[dict[str, Any]]:
+def resolve_manifest(
+    manifest_path: str | os.PathLike, out_path: str | os.PathLike, min_duration: float = 0.0, max_duration: float = 0.0
+) -> list[dict[str, Any]]:
     """Copy a manifest with absolute audio paths, dropping clips outside the duration range.
 
     Returns the kept entries; DALI's sample index ``i`` is ``entries[i]``. A missing audio file
@@ -73,8 +74,7 @@ def resolve_manifest(manifest_path: str | os.PathLike, out_path: str | os.PathLi
             raise FileNotFoundError(f"{manifest_path}: audio file not found: {path}")
         kept.append({**row, "audio_filepath": str(path)})
     if not kept:
-        raise ValueError(f"{manifest_path}: no entries left (min_duration={min_duration}, "
-                         f"max_duration={max_duration})")
+        raise ValueError(f"{manifest_path}: no entries left (min_duration={min_duration}, max_duration={max_duration})")
     with open(out_path, "w", encoding="utf-8") as f:
         for row in kept:
             # No "duration" in the copy: DALI 2.4 cuts the audio to int(duration * rate)
@@ -83,9 +83,18 @@ def resolve_manifest(manifest_path: str | os.PathLike, out_path: str | os.PathLi
     return kept
 
 
-def _feature_graph(manifest: str, cfg: FilterbankConfig, device: str, train: bool,
-                   speed: SpeedPerturbConfig | None, trim: TrimSilenceConfig | None,
-                   shuffle: bool, seed: int, shard_id: int, num_shards: int):
+def _feature_graph(
+    manifest: str,
+    cfg: FilterbankConfig,
+    device: str,
+    train: bool,
+    speed: SpeedPerturbConfig | None,
+    trim: TrimSilenceConfig | None,
+    shuffle: bool,
+    seed: int,
+    shard_id: int,
+    num_shards: int,
+):
     """The DALI graph; call inside a ``pipeline_def``. Returns (feats, feat_lens, indices)."""
     import nvidia.dali.math as dmath
     from nvidia.dali import fn, types
@@ -93,21 +102,29 @@ def _feature_graph(manifest: str, cfg: FilterbankConfig, device: str, train: boo
     # a global permutation per epoch (the first one included), the same in every shard
     shuffling = {"shuffle_after_epoch": True, "shuffle_after_epoch_seed": seed} if shuffle else {}
     audio, idx = fn.readers.nemo_asr(
-        manifest_filepaths=[manifest], read_sample_rate=False, read_text=False, read_idxs=True,
-        sample_rate=float(cfg.sample_rate), dtype=types.FLOAT, downmix=True, **shuffling,
+        manifest_filepaths=[manifest],
+        read_sample_rate=False,
+        read_text=False,
+        read_idxs=True,
+        sample_rate=float(cfg.sample_rate),
+        dtype=types.FLOAT,
+        downmix=True,
+        **shuffling,
         # the last batch of an epoch is padded inside the reader (and dropped by the iterator)
         # rather than filled from the next epoch, so every epoch sees each entry exactly once
-        shard_id=shard_id, num_shards=num_shards, pad_last_batch=True, name="Reader")
+        shard_id=shard_id,
+        num_shards=num_shards,
+        pad_last_batch=True,
+        name="Reader",
+    )
 
     if train and trim is not None:
-        begin, length = fn.nonsilent_region(audio, cutoff_db=-float(trim.top_db),
-                                            window_length=trim.frame_length)
+        begin, length = fn.nonsilent_region(audio, cutoff_db=-float(trim.top_db), window_length=trim.frame_length)
         audio = fn.slice(audio, begin, length, axes=[0])
     if train and speed is not None:
         factor = fn.random.uniform(values=speed.grid(), seed=seed + 1)
         if speed.p < 1:
-            keep = fn.cast(fn.random.coin_flip(probability=speed.p, seed=seed + 2),
-                           dtype=types.FLOAT)
+            keep = fn.cast(fn.random.coin_flip(probability=speed.p, seed=seed + 2), dtype=types.FLOAT)
             factor = keep * factor + (1.0 - keep)
         audio = fn.audio_resample(audio, scale=1.0 / factor)
 
@@ -121,13 +138,25 @@ def _feature_graph(manifest: str, cfg: FilterbankConfig, device: str, train: boo
         audio = audio + fn.random.normal(audio, seed=seed + 3) * float(cfg.dither)
     if cfg.preemph is not None:
         audio = fn.preemphasis_filter(audio, preemph_coeff=float(cfg.preemph), border="zero")
-    spec = fn.spectrogram(audio, nfft=cfg.n_fft, window_length=cfg.win_length, window_step=hop,
-                          window_fn=make_window(cfg.window, cfg.win_length).tolist(),
-                          center_windows=True, reflect_padding=True, power=2)
-    x = fn.mel_filter_bank(spec, sample_rate=float(cfg.sample_rate), nfilter=cfg.n_mels,
-                           freq_low=float(cfg.f_min),
-                           freq_high=float(cfg.f_max or cfg.sample_rate / 2),
-                           mel_formula=cfg.mel_scale, normalize=cfg.mel_norm == "slaney")
+    spec = fn.spectrogram(
+        audio,
+        nfft=cfg.n_fft,
+        window_length=cfg.win_length,
+        window_step=hop,
+        window_fn=make_window(cfg.window, cfg.win_length).tolist(),
+        center_windows=True,
+        reflect_padding=True,
+        power=2,
+    )
+    x = fn.mel_filter_bank(
+        spec,
+        sample_rate=float(cfg.sample_rate),
+        nfilter=cfg.n_mels,
+        freq_low=float(cfg.f_min),
+        freq_high=float(cfg.f_max or cfg.sample_rate / 2),
+        mel_formula=cfg.mel_scale,
+        normalize=cfg.mel_norm == "slaney",
+    )
     if cfg.log:
         x = dmath.log(x + float(cfg.log_guard))
     # The spectrogram has 1 + len // hop frames; keep the ceil(len / hop) valid ones.
@@ -151,12 +180,24 @@ class DaliFeatureLoader:
     ``iter()``; the last batch may be smaller.
     """
 
-    def __init__(self, manifest_path: str | os.PathLike, batch_size: int,
-                 cfg: FilterbankConfig | None = None, device: str = "cpu", shuffle: bool = False,
-                 num_threads: int = 2, seed: int = 0, train: bool = False,
-                 speed: SpeedPerturbConfig | None = None, trim: TrimSilenceConfig | None = None,
-                 shard_id: int = 0, num_shards: int = 1, min_duration: float = 0.0,
-                 max_duration: float = 0.0, device_id: int = 0) -> None:
+    def __init__(
+        self,
+        manifest_path: str | os.PathLike,
+        batch_size: int,
+        cfg: FilterbankConfig | None = None,
+        device: str = "cpu",
+        shuffle: bool = False,
+        num_threads: int = 2,
+        seed: int = 0,
+        train: bool = False,
+        speed: SpeedPerturbConfig | None = None,
+        trim: TrimSilenceConfig | None = None,
+        shard_id: int = 0,
+        num_shards: int = 1,
+        min_duration: float = 0.0,
+        max_duration: float = 0.0,
+        device_id: int = 0,
+    ) -> None:
         from nvidia import dali
         from nvidia.dali.plugin.base_iterator import LastBatchPolicy
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
@@ -174,15 +215,19 @@ class DaliFeatureLoader:
 
         @dali.pipeline_def
         def pipeline():
-            return _feature_graph(manifest, cfg, device, train, speed, trim, shuffle, seed,
-                                  shard_id, num_shards)
+            return _feature_graph(manifest, cfg, device, train, speed, trim, shuffle, seed, shard_id, num_shards)
 
-        self.pipe = pipeline(batch_size=batch_size, num_threads=num_threads, seed=seed,
-                             device_id=device_id if device == "gpu" else None)
+        self.pipe = pipeline(
+            batch_size=batch_size, num_threads=num_threads, seed=seed, device_id=device_id if device == "gpu" else None
+        )
         self.pipe.build()
         self._it = DALIGenericIterator(
-            [self.pipe], ["feats", "feat_lens", "indices"], reader_name="Reader",
-            last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True)
+            [self.pipe],
+            ["feats", "feat_lens", "indices"],
+            reader_name="Reader",
+            last_batch_policy=LastBatchPolicy.PARTIAL,
+            auto_reset=True,
+        )
 
     def __len__(self) -> int:
         return len(self._it)
@@ -196,10 +241,16 @@ class DaliFeatureLoader:
         self._cleanup()
 
 
-def build_dali_loader(manifest_path: str | os.PathLike, batch_size: int,
-                      cfg: FilterbankConfig | None = None, device: str = "cpu",
-                      shuffle: bool = False, num_threads: int = 2, seed: int = 0,
-                      **kwargs: Any) -> DaliFeatureLoader:
+def build_dali_loader(
+    manifest_path: str | os.PathLike,
+    batch_size: int,
+    cfg: FilterbankConfig | None = None,
+    device: str = "cpu",
+    shuffle: bool = False,
+    num_threads: int = 2,
+    seed: int = 0,
+    **kwargs: Any,
+) -> DaliFeatureLoader:
     """DALI feature loader over a JSON-lines manifest; see ``DaliFeatureLoader``.
 
     ``device="gpu"`` runs every operator after decoding on GPU ``device_id`` (default 0);
@@ -207,5 +258,6 @@ def build_dali_loader(manifest_path: str | os.PathLike, batch_size: int,
     ``train``, ``speed``, ``trim``, ``shard_id``, ``num_shards``, ``min_duration``,
     ``max_duration``, ``device_id``.
     """
-    return DaliFeatureLoader(manifest_path, batch_size, cfg, device=device, shuffle=shuffle,
-                             num_threads=num_threads, seed=seed, **kwargs)
+    return DaliFeatureLoader(
+        manifest_path, batch_size, cfg, device=device, shuffle=shuffle, num_threads=num_threads, seed=seed, **kwargs
+    )

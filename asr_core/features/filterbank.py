@@ -149,8 +149,12 @@ def make_window(name: str, win_length: int) -> torch.Tensor:
     """Symmetric (``periodic=False``) window as DLE builds it; 'none' is rectangular."""
     if name == "none":
         return torch.ones(win_length)
-    fn = {"hann": torch.hann_window, "hamming": torch.hamming_window,
-          "blackman": torch.blackman_window, "bartlett": torch.bartlett_window}[name]
+    fn = {
+        "hann": torch.hann_window,
+        "hamming": torch.hamming_window,
+        "blackman": torch.blackman_window,
+        "bartlett": torch.bartlett_window,
+    }[name]
     return fn(win_length, periodic=False)
 
 
@@ -190,9 +194,9 @@ class FilterbankFeatures(nn.Module):
     def __init__(self, cfg: FilterbankConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or FilterbankConfig()
+        self.feature_dim = cfg.n_mels  # what the encoder reads: (B, feature_dim, T)
         self.n_fft, self.hop_length, self.win_length = cfg.n_fft, cfg.hop_length, cfg.win_length
-        fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max,
-                            cfg.mel_scale, cfg.mel_norm)
+        fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max, cfg.mel_scale, cfg.mel_norm)
         window = make_window(cfg.window, cfg.win_length)
         self.register_buffer("fb", fb, persistent=False)
         self.register_buffer("window", window, persistent=False)
@@ -212,12 +216,12 @@ class FilterbankFeatures(nn.Module):
         """(B, T + n_fft) padded signal -> (B, n_fft // 2 + 1, 1 + T // hop) power."""
         if self.use_conv_stft or torch.onnx.is_in_onnx_export():
             tail = self.n_fft - self.win_offset - self.win_length
-            y = F.conv1d(x[:, None, self.win_offset: x.size(1) - tail], self.dft_basis,
-                         stride=self.hop_length)
+            y = F.conv1d(x[:, None, self.win_offset : x.size(1) - tail], self.dft_basis, stride=self.hop_length)
             re, im = y.chunk(2, dim=1)
             return re * re + im * im
-        spec = torch.stft(x, self.n_fft, self.hop_length, self.win_length, self.window,
-                          center=False, return_complex=True)
+        spec = torch.stft(
+            x, self.n_fft, self.hop_length, self.win_length, self.window, center=False, return_complex=True
+        )
         return spec.real.square() + spec.imag.square()
 
     def _reflect_pad(self, x: torch.Tensor, x_lens: torch.Tensor) -> torch.Tensor:
@@ -280,5 +284,7 @@ class FilterbankFeatures(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.cfg
-        return (f"n_mels={c.n_mels}, n_fft={c.n_fft}, win={self.win_length}, hop={self.hop_length}, "
-                f"normalize={c.normalize!r}, pad_to={c.pad_to}")
+        return (
+            f"n_mels={c.n_mels}, n_fft={c.n_fft}, win={self.win_length}, hop={self.hop_length}, "
+            f"normalize={c.normalize!r}, pad_to={c.pad_to}"
+        )

@@ -14,6 +14,20 @@ from asr_core.lm.kneser_ney import estimate_kneser_ney
 from asr_core.lm.lexicon import build_lexicon, read_lexicon, write_lexicon
 
 __all__ = [
-    "BOS", "EOS", "UNK", "ArpaModel", "NgramCounts", "build_lexicon", "count_ngrams", "estimate_kneser_ney",
-    "find_lm", "install_lm", "lm_kind", "read_arpa", "read_arpa_unigrams", "read_lexicon", "write_arpa", "write_lexicon",
+    "BOS",
+    "EOS",
+    "UNK",
+    "ArpaModel",
+    "NgramCounts",
+    "build_lexicon",
+    "count_ngrams",
+    "estimate_kneser_ney",
+    "find_lm",
+    "install_lm",
+    "lm_kind",
+    "read_arpa",
+    "read_arpa_unigrams",
+    "read_lexicon",
+    "write_arpa",
+    "write_lexicon",
 ]

@@ -53,7 +53,7 @@ class ArpaModel:
         uni = self.log_probs[0]
         word = word if (word,) in uni else UNK
         ctx = tuple(w if (w,) in uni else UNK for w in context)
-        ctx = ctx[len(ctx) - self.order + 1:] if self.order > 1 and len(ctx) >= self.order else ctx
+        ctx = ctx[len(ctx) - self.order + 1 :] if self.order > 1 and len(ctx) >= self.order else ctx
         ctx = ctx if self.order > 1 else ()
         backoff = 0.0
         while True:
@@ -170,7 +170,7 @@ def read_arpa(path: str | os.PathLike) -> ArpaModel:
                 logp, words = float(parts[0]), tuple(parts[1].split())
                 bow = float(parts[2]) if len(parts) > 2 else None
             else:
-                logp, words = float(parts[0]), tuple(parts[1:1 + n])
+                logp, words = float(parts[0]), tuple(parts[1 : 1 + n])
                 bow = float(parts[1 + n]) if len(parts) > 1 + n else None
         except (ValueError, IndexError):
             raise ValueError(f"{path}:{lineno}: malformed {n}-gram line {line[:80]!r}") from None

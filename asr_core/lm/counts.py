@@ -1,6 +1,6 @@
 """N-gram counts of sentences padded as ``<s> w1 ... wk </s>``.
 
-    N: the model order; an n-gram is a tuple of n words (1 <= n <= N).
+N: the model order; an n-gram is a tuple of n words (1 <= n <= N).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def count_ngrams(sentences: Iterable[str], order: int) -> NgramCounts:
         for n in range(1, order + 1):
             c = counts[n - 1]
             for j in range(len(seq) - n + 1):
-                c[seq[j:j + n]] += 1
+                c[seq[j : j + n]] += 1
     if n_sent == 0:
         raise ValueError("no non-empty sentence to count n-grams from")
     return NgramCounts(order, counts, n_sent, n_tok)

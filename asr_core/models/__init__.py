@@ -18,10 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from torch import nn
+
+from asr_core.models import conformer as _conformer
 from asr_core.models import jasper as _jasper
 from asr_core.models import quartznet as _quartznet
+from asr_core.models.conformer import ConformerConfig, conformer_encoder
 from asr_core.models.conv import BlockSpec, ConvBlock, ConvEncoder, MaskedConv1d, separable_conv, sub_block
-from asr_core.models.ctc import CTCHead, CTCModel, ctc_loss, greedy_decode
+from asr_core.models.ctc import CTCHead, CTCModel, ctc_loss, ctc_model, greedy_decode
 from asr_core.models.encoder import Encoder, EncoderConfig
 from asr_core.models.jasper import JasperConfig, jasper_10x5, jasper_model, jasper_tiny
 from asr_core.models.nemo_keys import (
@@ -48,14 +52,17 @@ from asr_core.models.wav2vec2 import Wav2Vec2Config, wav2vec2_ctc_model
 class Family:
     config_cls: type[EncoderConfig]
     presets: Mapping[str, Callable[..., EncoderConfig]]
-    build: Callable[[Any, int], CTCModel]
+    build: Callable[[Any, int], nn.Module]
+    kind: str = "ctc"  # the objective (asr_core.objectives) that trains and decodes the model
+    frontend: str = "filterbank"  # what it reads (asr_core.features.frontends)
 
 
 FAMILIES: dict[str, Family] = {
     "quartznet": Family(QuartzNetConfig, _quartznet.PRESETS, quartznet_model),
     "jasper": Family(JasperConfig, _jasper.PRESETS, jasper_model),
-    "rnnt": Family(RNNTConfig, _RNNT_PRESETS, rnnt_model),  # a Transducer, not a CTCModel
-    "wav2vec2": Family(Wav2Vec2Config, _W2V_PRESETS, wav2vec2_ctc_model),  # (B, S) samples in
+    "rnnt": Family(RNNTConfig, _RNNT_PRESETS, rnnt_model, kind="transducer", frontend="streaming_filterbank"),
+    "wav2vec2": Family(Wav2Vec2Config, _W2V_PRESETS, wav2vec2_ctc_model, frontend="waveform"),
+    "conformer": Family(ConformerConfig, _conformer.PRESETS, ctc_model(conformer_encoder)),
 }
 
 
@@ -66,6 +73,11 @@ def _family(name: str) -> Family:
         raise ValueError(f"unknown model family {name!r}; known: {sorted(FAMILIES)}") from None
 
 
+def family_kind(family: str) -> str:
+    """The objective of a family's models: ``"ctc"`` or ``"transducer"``."""
+    return _family(family).kind
+
+
 def model_config(family: str, preset: str, **overrides: Any) -> EncoderConfig:
     """The preset's config with ``overrides`` applied (unknown fields raise)."""
     fam = _family(family)
@@ -74,9 +86,7 @@ def model_config(family: str, preset: str, **overrides: Any) -> EncoderConfig:
     return fam.presets[preset](**overrides)
 
 
-def build_model_from_config(
-    family: str, config: EncoderConfig | Mapping[str, Any], num_outputs: int
-) -> CTCModel:
+def build_model_from_config(family: str, config: EncoderConfig | Mapping[str, Any], num_outputs: int) -> CTCModel:
     fam = _family(family)
     if not isinstance(config, EncoderConfig):
         config = fam.config_cls.from_dict(config)
@@ -95,6 +105,7 @@ __all__ = [
     "BlockSpec",
     "CTCHead",
     "CTCModel",
+    "ConformerConfig",
     "ConvBlock",
     "ConvEncoder",
     "Encoder",
@@ -108,7 +119,9 @@ __all__ = [
     "Wav2Vec2Config",
     "build_model",
     "build_model_from_config",
+    "family_kind",
     "ctc_loss",
+    "ctc_model",
     "dle_jasper_to_model_keys",
     "dle_to_nemo_keys",
     "greedy_decode",

@@ -9,6 +9,9 @@ vocabulary), as in DLE and NeMo.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,6 +56,8 @@ class CTCModel(nn.Module):
     the encoder takes it, e.g. (B, 64, T) features for QuartzNet and Jasper.
     """
 
+    kind = "ctc"  # the objective that trains and decodes it (a Transducer's is "transducer")
+
     def __init__(self, encoder: Encoder, head: CTCHead) -> None:
         super().__init__()
         if head.layers[0].in_channels != encoder.output_dim:
@@ -73,6 +78,16 @@ class CTCModel(nn.Module):
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y, y_lens = self.encoder(x, x_lens)
         return self.decoder(y), y_lens
+
+
+def ctc_model(build_encoder: Callable[[Any], Encoder]) -> Callable[[Any, int], CTCModel]:
+    """A family's model builder ``(config, num_outputs) -> CTCModel``: ``build_encoder(config)`` under a CTC head."""
+
+    def build(config: Any, num_outputs: int) -> CTCModel:
+        encoder = build_encoder(config)
+        return CTCModel(encoder, CTCHead(encoder.output_dim, num_outputs))
+
+    return build
 
 
 def ctc_loss(

@@ -45,7 +45,9 @@ import yaml
 from asr_core.data.download.archive import safe_extract_tar
 from asr_core.features.filterbank import FilterbankConfig, make_window, mel_filterbank
 from asr_core.io.atomic import atomic_path
-from asr_core.models import build_model_from_config
+from asr_core.io.torch_files import CheckpointError
+from asr_core.models import artifact, build_model_from_config
+from asr_core.models.artifact import MODEL_FORMAT, MODEL_VERSION
 from asr_core.models.conv import BlockSpec
 from asr_core.models.nemo_keys import dle_to_nemo_keys, nemo_to_dle_keys
 from asr_core.models.quartznet import QuartzNetConfig
@@ -53,8 +55,6 @@ from asr_core.text.vocab import CharVocab
 
 CONFIG_NAME = "model_config.yaml"
 WEIGHTS_NAME = "model_weights.ckpt"
-MODEL_FORMAT, MODEL_VERSION = "asr-toolkit/ctc-model", 1  # as asr_core.train.checkpoint writes model.pt
-MODEL_KEYS = ("family", "model_config", "num_outputs", "features", "vocab", "model")
 NEMO_MODEL = "nemo.collections.asr.models.ctc_models.EncDecCTCModel"
 NEMO_PREPROCESSOR = "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor"
 NEMO_ENCODER = "nemo.collections.asr.modules.ConvASREncoder"
@@ -186,7 +186,9 @@ def nemo_to_artifact(
     artifact = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
+        "kind": "ctc",
         "family": "quartznet",
+        "frontend": "filterbank",
         "model_config": model_config.to_dict(),
         "num_outputs": vocab.num_outputs,
         "features": features.to_dict(),
@@ -354,21 +356,11 @@ def export_nemo(src: str | os.PathLike, dst: str | os.PathLike, *, compress: boo
 
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``model.pt`` dict, loaded with ``weights_only=True`` and checked for its keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+    """The ``model.pt`` dict (:func:`asr_core.models.artifact.read_model_file`), errors as NemoFormatError."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise NemoFormatError(f"{path}: not a readable model file: {type(e).__name__}: {e}") from e
-    if not isinstance(obj, dict) or obj.get("format", MODEL_FORMAT) != MODEL_FORMAT:
-        fmt = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
-        raise NemoFormatError(f"{path}: not a model file (format {fmt!r}, expected {MODEL_FORMAT!r})")
-    missing = [k for k in MODEL_KEYS if k not in obj]
-    if missing:
-        raise NemoFormatError(f"{path}: model file lacks {missing}")
-    return obj
+        return artifact.read_model_file(path)
+    except CheckpointError as e:
+        raise NemoFormatError(str(e)) from e
 
 
 def artifact_to_nemo(artifact: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -9,9 +9,9 @@ import torch
 from asr_core.features import FilterbankConfig
 from asr_core.io import write_jsonl
 from asr_core.models import build_model, model_config
+from asr_core.models.artifact import save_model
 from asr_core.testing.audio import write_audio
 from asr_core.text import CharVocab
-from asr_core.train.checkpoint import save_model
 
 
 def tiny_ctc_case(root: str | Path, durations: tuple[float, ...], **overrides) -> tuple[Path, torch.nn.Module]:
@@ -24,9 +24,18 @@ def tiny_ctc_case(root: str | Path, durations: tuple[float, ...], **overrides) -
     model = build_model("quartznet", "tiny", vocab.num_outputs, **overrides)
     with torch.no_grad():  # a less flat output distribution than at init: greedy ties are not a concern
         model.decoder.layers[0].weight.mul_(8.0)
-    path = save_model(root / "models" / "m" / "model.pt", family="quartznet", model_config=cfg.to_dict(),
-                      num_outputs=vocab.num_outputs, features=FilterbankConfig().to_dict(),
-                      vocab=vocab.to_dict(), state_dict=model.state_dict(), step=0)
+    path = save_model(
+        root / "models" / "m" / "model.pt",
+        kind="ctc",
+        frontend="filterbank",
+        family="quartznet",
+        model_config=cfg.to_dict(),
+        num_outputs=vocab.num_outputs,
+        features=FilterbankConfig().to_dict(),
+        vocab=vocab.to_dict(),
+        state_dict=model.state_dict(),
+        step=0,
+    )
     rows = []
     for i, d in enumerate(durations):
         write_audio(root / "data" / "audio" / f"u{i}.flac", d, 16000, seed=i)

@@ -12,6 +12,7 @@ the ``with`` block, or between client calls).
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import os
@@ -19,10 +20,10 @@ import re
 import socket
 import struct
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import unquote, urlsplit
 
 
@@ -42,19 +43,19 @@ class Fault:
     status: int = 503
 
     @classmethod
-    def cut(cls, after: int = 0) -> "Fault":
+    def cut(cls, after: int = 0) -> Fault:
         return cls("cut", after=after)
 
     @classmethod
-    def reset(cls, after: int = 0) -> "Fault":
+    def reset(cls, after: int = 0) -> Fault:
         return cls("reset", after=after)
 
     @classmethod
-    def stall(cls, after: int = 0, seconds: float = 5.0) -> "Fault":
+    def stall(cls, after: int = 0, seconds: float = 5.0) -> Fault:
         return cls("stall", after=after, seconds=seconds)
 
     @classmethod
-    def http_status(cls, status: int = 503) -> "Fault":
+    def http_status(cls, status: int = 503) -> Fault:
         return cls("status", status=status)
 
 
@@ -89,7 +90,7 @@ class FileServer:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle --
-    def __enter__(self) -> "FileServer":
+    def __enter__(self) -> FileServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -202,10 +203,8 @@ def _make_handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()  # now, before socketserver's shutdown(SHUT_WR) can send a FIN
             else:
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
         def _error(self, method: str, rng: str | None, status: int, fault: Fault | None) -> None:
             payload = f"{status} from the test server\n".encode()

@@ -22,10 +22,41 @@ import numpy as np
 from asr_core.data.download.checksums import md5_file
 from asr_core.testing.audio import write_audio
 
-WORDS = (
-    "THE OLD MAN SAID THAT HE WOULD NOT GO DOWN TO THE RIVER AGAIN BEFORE THE SPRING "
-    "SHE DIDN'T KNOW WHY THE HOUSE WAS SO QUIET THAT EVENING AND MARY'S LETTER LAY UNOPENED"
-).split()
+WORDS = [
+    "THE",
+    "OLD",
+    "MAN",
+    "SAID",
+    "THAT",
+    "HE",
+    "WOULD",
+    "NOT",
+    "GO",
+    "DOWN",
+    "TO",
+    "THE",
+    "RIVER",
+    "AGAIN",
+    "BEFORE",
+    "THE",
+    "SPRING",
+    "SHE",
+    "DIDN'T",
+    "KNOW",
+    "WHY",
+    "THE",
+    "HOUSE",
+    "WAS",
+    "SO",
+    "QUIET",
+    "THAT",
+    "EVENING",
+    "AND",
+    "MARY'S",
+    "LETTER",
+    "LAY",
+    "UNOPENED",
+]
 
 DEFAULT_CHAPTERS: dict[str, list[str]] = {"19": ["198", "227"], "103": ["1240"]}
 

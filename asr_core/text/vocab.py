@@ -46,7 +46,7 @@ class CharVocab:
         return {"type": "char", "symbols": list(self.symbols), "blank": self.blank}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CharVocab":
+    def from_dict(cls, d: dict) -> CharVocab:
         vocab = cls(tuple(d["symbols"]))
         if d.get("blank", vocab.blank) != vocab.blank:
             raise ValueError(f"blank must be the last index ({vocab.blank}), got {d['blank']}")
@@ -56,5 +56,5 @@ class CharVocab:
         atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> "CharVocab":
+    def load(cls, path: str | Path) -> CharVocab:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -8,9 +8,9 @@ given text and config (single-threaded, no sampling of the input sentences).
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 from asr_core.config import reject_unknown
 from asr_core.io.atomic import atomic_write_bytes
@@ -35,7 +35,7 @@ class SentencePieceConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SentencePieceConfig":
+    def from_dict(cls, d: dict) -> SentencePieceConfig:
         reject_unknown(cls, d, "tokenizer")
         return cls(**d)
 

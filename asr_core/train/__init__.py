@@ -28,9 +28,7 @@ from asr_core.train.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
-    load_model,
     save_checkpoint,
-    save_model,
     seed_everything,
 )
 from asr_core.train.engine import TrainConfig, TrainingAborted, dist_info, train
@@ -40,9 +38,7 @@ __all__ += [
     "CheckpointError",
     "latest_checkpoint",
     "load_checkpoint",
-    "load_model",
     "save_checkpoint",
-    "save_model",
     "TrainConfig",
     "TrainingAborted",
     "dist_info",

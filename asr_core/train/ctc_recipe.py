@@ -6,7 +6,7 @@ What it builds, from a params dict (``params/train.yaml``, keys checked):
 - data: the duration-bucketed, resumable loader of ``asr_core.data`` over the train manifest,
   sharded over DDP ranks. Per utterance, in the loader workers (``wave_transform``, seeded
   per (seed, epoch, index)): silence trim (optional, DLE: -60 dB) and speed perturbation
-  (0.85-1.15 on a 0.01 grid). Per batch, in the workers too (:class:`CTCCollate`): padding,
+  (0.85-1.15 on a 0.01 grid). Per batch, in the workers too (:class:`~asr_core.data.collate.FeatureCollate`): padding,
   dither, the log-mel filterbank and SpecAugment. Dither and SpecAugment draw from a generator
   seeded by (seed, epoch, the batch's utterance ids), not from a global RNG, so a batch gets
   the same augmentation whatever the number of workers and after a resume. (Dither is added
@@ -29,12 +29,11 @@ process. For evaluation DALI gives the same features as ``FilterbankFeatures`` i
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -43,27 +42,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from asr_core.data.collate import collate_batch
+from asr_core.data.collate import FeatureCollate
 from asr_core.data.dataset import (
     MAX_TRAIN_DURATION,
-    AudioDataset,
     Manifest,
     build_loader,
 )
-from asr_core.data.sampler import BucketingBatchSampler
+from asr_core.data.loaders import eval_loader, load_manifest
+from asr_core.decoding.metrics import corpus_errors
 from asr_core.features import (
     FilterbankConfig,
-    SpecAugment,
     SpecAugmentConfig,
     SpeedPerturbConfig,
     TrimSilenceConfig,
-    build_features,
     speed_perturb,
     trim_silence,
 )
+from asr_core.features.frontends import build_frontend
 from asr_core.models import build_model, ctc_loss, greedy_decode, model_config
+from asr_core.models.artifact import save_model
 from asr_core.text import CharVocab
-from asr_core.train.checkpoint import save_model
 from asr_core.train.ema import EMA
 from asr_core.train.optim import build_optimizer
 from asr_core.train.schedule import ScheduleConfig, build_schedule
@@ -116,8 +114,15 @@ class OptimParams:
     eps: float | None = None
     exclude_norm_and_bias: bool = False
     ema: float | None = 0.999  # None: no EMA
-    schedule: dict[str, Any] = field(default_factory=lambda: {
-        "name": "exponential", "warmup_epochs": 2, "hold_epochs": 140, "exp_gamma": 0.981, "min_lr": 1e-5})
+    schedule: dict[str, Any] = field(
+        default_factory=lambda: {
+            "name": "exponential",
+            "warmup_epochs": 2,
+            "hold_epochs": 140,
+            "exp_gamma": 0.981,
+            "min_lr": 1e-5,
+        }
+    )
 
 
 @dataclass
@@ -134,11 +139,13 @@ class CTCRecipeConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown recipe section(s) {unknown}; known: {[f.name for f in fields(cls)]}")
-        cfg = cls(model=_from_dict(ModelParams, d.get("model"), "model"),
-                  features=dict(d.get("features") or {}),
-                  data=_from_dict(DataParams, d.get("data"), "data"),
-                  augment=_from_dict(AugmentParams, d.get("augment"), "augment"),
-                  optim=_from_dict(OptimParams, d.get("optim"), "optim"))
+        cfg = cls(
+            model=_from_dict(ModelParams, d.get("model"), "model"),
+            features=dict(d.get("features") or {}),
+            data=_from_dict(DataParams, d.get("data"), "data"),
+            augment=_from_dict(AugmentParams, d.get("augment"), "augment"),
+            optim=_from_dict(OptimParams, d.get("optim"), "optim"),
+        )
         FilterbankConfig.from_dict(cfg.features)  # fail now on a bad key
         ScheduleConfig.from_dict(cfg.optim.schedule)
         if cfg.data.loader not in ("torch", "dali"):
@@ -170,126 +177,95 @@ class WaveAugment:
         return wave.contiguous()
 
 
-def batch_seed(seed: int, epoch: int, utt_ids: Iterable[str]) -> int:
-    h = hashlib.blake2b(f"{seed}:{epoch}:".encode(), digest_size=8)
-    h.update("\x00".join(utt_ids).encode())
-    return int.from_bytes(h.digest(), "little") & (2**63 - 1)
-
-
-class CTCCollate:
-    """Items -> a batch with features: ``feats`` (B, C, F), ``feat_lens``, ``tokens``, ``token_lens``,
-    ``utt_ids``, ``skipped``, ``audio_seconds``. ``train``: dither and SpecAugment, seeded per batch.
-    ``keep_waves``: also the padded waveforms the features come from (``waves``, ``wave_lens``)."""
-
-    def __init__(self, features: FilterbankConfig, spec_augment: SpecAugmentConfig | None = None,
-                 train: bool = False, seed: int = 0, dataset: AudioDataset | None = None,
-                 keep_waves: bool = False) -> None:
-        self.features = build_features(features).eval()  # dither is added below, seeded
-        self.keep_waves = keep_waves
-        self.dither = features.dither if train else 0.0
-        self.specaug = SpecAugment(spec_augment).train() if (train and spec_augment is not None) else None
-        self.sample_rate, self.seed, self.dataset = features.sample_rate, seed, dataset
-
-    @torch.no_grad()
-    def __call__(self, items) -> dict[str, Any]:
-        b = collate_batch(items)
-        waves, wave_lens = b.pop("waves"), b.pop("wave_lens")
-        if self.keep_waves:
-            b.update(waves=waves, wave_lens=wave_lens)
-        if waves.size(0) and (self.dither > 0 or self.specaug is not None):
-            epoch = self.dataset.epoch if self.dataset is not None else 0
-            g = torch.Generator().manual_seed(batch_seed(self.seed, epoch, b["utt_ids"]))
-            if self.dither > 0:
-                waves = waves + self.dither * torch.randn(waves.shape, generator=g)
-            if self.specaug is not None:
-                self.specaug.generator = g
-        if waves.size(0):
-            feats, feat_lens = self.features(waves, wave_lens)
-            if self.specaug is not None:
-                feats = self.specaug(feats, feat_lens)
-        else:
-            n_mels = getattr(self.features.cfg, "n_mels", None)  # None: a waveform model's (B, S) input
-            feats = torch.zeros(0, n_mels, 0) if n_mels else torch.zeros(0, 0)
-            feat_lens = torch.zeros(0, dtype=torch.long)
-        b.update(feats=feats, feat_lens=feat_lens, audio_seconds=float(wave_lens.sum()) / self.sample_rate)
-        return b
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation
-
-
-def word_char_errors(refs: list[str], hyps: list[str]) -> dict[str, float]:
-    """Corpus WER and CER (jiwer) over the non-empty references."""
-    import jiwer
-
-    pairs = [(r, h) for r, h in zip(refs, hyps) if r.strip()]
-    if not pairs:
-        return {"wer": float("nan"), "cer": float("nan")}
-    r, h = [p[0] for p in pairs], [p[1] for p in pairs]
-    return {"wer": float(jiwer.wer(r, h)), "cer": float(jiwer.cer(r, h))}
-
-
 # ---------------------------------------------------------------------------------------------
 # The recipe
 
 
-def train_loader(d: Any, a: Any, encode, features_cfg: FilterbankConfig, collate_cls: type, *,
-                 seed: int, world_size: int, rank: int):
+def train_loader(d: Any, a: Any, encode, frontend: nn.Module, *, seed: int, world_size: int, rank: int):
     """``(loader, sampler)`` over ``d.train_manifest``: duration-bucketed, sharded over ranks, with
-    ``a``'s speed perturbation / silence trim per utterance and ``collate_cls`` (features and
-    SpecAugment) per batch, both in the loader workers. Shared by the CTC and transducer recipes."""
+    ``a``'s speed perturbation / silence trim per utterance and ``frontend``'s features and SpecAugment
+    per batch (:class:`FeatureCollate`), both in the loader workers. Shared by every recipe."""
     speed = SpeedPerturbConfig.from_dict(a.speed_perturb) if a.speed_perturb is not None else None
     trim = TrimSilenceConfig.from_dict(a.trim_silence) if a.trim_silence is not None else None
     spec = SpecAugmentConfig.from_dict(a.spec_augment) if a.spec_augment is not None else None
     loader, sampler = build_loader(
-        d.train_manifest, encode, batch_size=d.batch_size, max_batch_seconds=d.max_batch_seconds,
-        num_buckets=d.num_buckets, num_workers=d.num_workers, shuffle=True, seed=seed,
-        num_replicas=world_size, rank=rank, min_duration=d.min_duration, max_duration=d.max_duration,
-        wave_transform=WaveAugment(features_cfg.sample_rate, speed, trim) if (speed or trim) else None,
-        sample_rate=features_cfg.sample_rate, persistent_workers=d.num_workers > 0)
+        d.train_manifest,
+        encode,
+        batch_size=d.batch_size,
+        max_batch_seconds=d.max_batch_seconds,
+        num_buckets=d.num_buckets,
+        num_workers=d.num_workers,
+        shuffle=True,
+        seed=seed,
+        num_replicas=world_size,
+        rank=rank,
+        min_duration=d.min_duration,
+        max_duration=d.max_duration,
+        wave_transform=WaveAugment(frontend.cfg.sample_rate, speed, trim) if (speed or trim) else None,
+        sample_rate=frontend.cfg.sample_rate,
+        persistent_workers=d.num_workers > 0,
+    )
     # features are computed in the workers: swap build_loader's plain collate for one that does it
-    loader.collate_fn = collate_cls(features_cfg, spec, train=True, seed=seed, dataset=loader.dataset)
+    loader.collate_fn = FeatureCollate(frontend, spec, train=True, seed=seed, dataset=loader.dataset)
     return loader, sampler
 
 
 def dev_manifest(d: Any) -> Manifest:
     """``d.dev_manifest``, or its first ``d.eval_max_utterances`` rows."""
-    manifest = Manifest.load(d.dev_manifest)
-    if d.eval_max_utterances:
-        manifest = manifest.subset(np.arange(min(d.eval_max_utterances, len(manifest))))
-    return manifest
+    return load_manifest(d.dev_manifest, d.eval_max_utterances or None)
 
 
-def dev_loader(manifest: Manifest, d: Any, encode, features_cfg: FilterbankConfig,
-               collate_cls: type) -> torch.utils.data.DataLoader:
-    """The dev utterances in manifest order, batches of at most ``d.eval_batch_seconds`` (or the
-    longest utterance), features by ``collate_cls``. Shared by the CTC and transducer recipes."""
-    ds = AudioDataset(manifest, encode, sample_rate=features_cfg.sample_rate)
-    sampler = BucketingBatchSampler(manifest.durations, max_batch_seconds=max(
-        d.eval_batch_seconds, float(manifest.durations.max())), num_buckets=1, shuffle=False)
-    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate_cls(features_cfg),
-                                       num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
+def dev_loader(manifest: Manifest, d: Any, encode, frontend: nn.Module) -> torch.utils.data.DataLoader:
+    """The dev utterances in manifest order for evaluation during training (``d.eval_batch_seconds``)."""
+    return eval_loader(
+        manifest,
+        encode,
+        frontend,
+        batch_seconds=d.eval_batch_seconds,
+        num_buckets=1,
+        num_workers=d.num_workers,
+        persistent_workers=True,
+    )
 
 
 def optimization(o: Any, model: nn.Module, *, max_steps: int, steps_per_epoch: int):
     """``(optimizer, schedule, ema or None)`` from an optim params section (``OptimParams``)."""
-    optimizer = build_optimizer(o.name, model, o.lr, o.weight_decay, betas=tuple(o.betas) if o.betas else None,
-                                eps=o.eps, exclude_norm_and_bias=o.exclude_norm_and_bias)
-    schedule = build_schedule(ScheduleConfig.from_dict(o.schedule), o.lr, total_steps=max_steps,
-                              steps_per_epoch=steps_per_epoch)
+    optimizer = build_optimizer(
+        o.name,
+        model,
+        o.lr,
+        o.weight_decay,
+        betas=tuple(o.betas) if o.betas else None,
+        eps=o.eps,
+        exclude_norm_and_bias=o.exclude_norm_and_bias,
+    )
+    schedule = build_schedule(
+        ScheduleConfig.from_dict(o.schedule), o.lr, total_steps=max_steps, steps_per_epoch=steps_per_epoch
+    )
     return optimizer, schedule, (EMA(model, o.ema) if o.ema else None)
 
 
 class CTCRecipe:
     """Everything :func:`asr_core.train.engine.train` needs for a CTC convnet; see the module doc."""
 
-    def __init__(self, cfg: CTCRecipeConfig, *, max_steps: int, grad_accum: int = 1, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, device: str | torch.device = "cpu") -> None:
+    frontend_name = "filterbank"  # asr_core.features.frontends
+
+    def __init__(
+        self,
+        cfg: CTCRecipeConfig,
+        *,
+        max_steps: int,
+        grad_accum: int = 1,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        device: str | torch.device = "cpu",
+    ) -> None:
         self.cfg, self.seed, self.device = cfg, seed, torch.device(device)
         d, a = cfg.data, cfg.augment
         self.vocab = CharVocab.load(d.vocab) if d.vocab else CharVocab()
         self.features_cfg = FilterbankConfig.from_dict(cfg.features)
+        self.frontend = build_frontend(self.frontend_name, self.features_cfg)
         m = cfg.model
         self.model_cfg = model_config(m.family, m.preset, **m.overrides)
         n_in = getattr(self.model_cfg, "in_features", self.features_cfg.n_mels)
@@ -298,11 +274,13 @@ class CTCRecipe:
         torch.manual_seed(seed)  # the same initial weights on every rank
         self.model = build_model(m.family, m.preset, self.vocab.num_outputs, **m.overrides).to(self.device)
 
-        self.train_loader, self.sampler = train_loader(d, a, self.vocab.encode, self.features_cfg, CTCCollate,
-                                                       seed=seed, world_size=world_size, rank=rank)
+        self.train_loader, self.sampler = train_loader(
+            d, a, self.vocab.encode, self.frontend, seed=seed, world_size=world_size, rank=rank
+        )
         self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / grad_accum))
-        self.optimizer, self.schedule, self.ema = optimization(cfg.optim, self.model, max_steps=max_steps,
-                                                               steps_per_epoch=self.steps_per_epoch)
+        self.optimizer, self.schedule, self.ema = optimization(
+            cfg.optim, self.model, max_steps=max_steps, steps_per_epoch=self.steps_per_epoch
+        )
         self._dev = None
 
     # -- training -------------------------------------------------------------------------------
@@ -311,10 +289,15 @@ class CTCRecipe:
         if n == 0:
             return None, 0
         dev = self.device
-        log_probs, out_lens = model(batch["feats"].to(dev, non_blocking=True),
-                                    batch["feat_lens"].to(dev, non_blocking=True))
-        loss = ctc_loss(log_probs, out_lens, batch["tokens"].to(dev, non_blocking=True),
-                        batch["token_lens"].to(dev, non_blocking=True))
+        log_probs, out_lens = model(
+            batch["feats"].to(dev, non_blocking=True), batch["feat_lens"].to(dev, non_blocking=True)
+        )
+        loss = ctc_loss(
+            log_probs,
+            out_lens,
+            batch["tokens"].to(dev, non_blocking=True),
+            batch["token_lens"].to(dev, non_blocking=True),
+        )
         return loss, n
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -326,8 +309,7 @@ class CTCRecipe:
             if d.loader == "dali":
                 self._dev = ("dali", self._dali_loader(manifest))
             else:
-                self._dev = ("torch", dev_loader(manifest, d, self.vocab.encode, self.features_cfg, CTCCollate),
-                             manifest)
+                self._dev = ("torch", dev_loader(manifest, d, self.vocab.encode, self.frontend), manifest)
         if self._dev[0] == "dali":
             loader = self._dev[1]
             for feats, feat_lens, idx in loader:
@@ -345,11 +327,21 @@ class CTCRecipe:
 
         self._dali_tmp = tempfile.TemporaryDirectory(prefix="dev_dali_")
         path = Path(self._dali_tmp.name) / "dev.jsonl"  # absolute paths: DALI resolves against the cwd
-        write_jsonl(path, [{"audio_filepath": manifest.audio_path(i), "duration": float(manifest.durations[i]),
-                            "text": manifest.texts[i]} for i in range(len(manifest))])
+        write_jsonl(
+            path,
+            [
+                {
+                    "audio_filepath": manifest.audio_path(i),
+                    "duration": float(manifest.durations[i]),
+                    "text": manifest.texts[i],
+                }
+                for i in range(len(manifest))
+            ],
+        )
         dev = "gpu" if self.device.type == "cuda" else "cpu"
-        return build_dali_loader(path, batch_size=32, cfg=self.features_cfg, device=dev,
-                                 device_id=self.device.index or 0)
+        return build_dali_loader(
+            path, batch_size=32, cfg=self.features_cfg, device=dev, device_id=self.device.index or 0
+        )
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -363,20 +355,42 @@ class CTCRecipe:
             hyps += [self.vocab.decode(ids) for ids in greedy_decode(log_probs, out_lens)]
             refs += texts
             tokens = [torch.tensor(self.vocab.encode(t)) for t in texts]
-            loss_sum += float(ctc_loss(log_probs, out_lens, torch.cat(tokens).to(self.device),
-                                       torch.tensor([len(t) for t in tokens], device=self.device),
-                                       reduction="sum"))
-        metrics = word_char_errors(refs, hyps)
-        metrics.update(loss=loss_sum / max(len(refs), 1), utterances=len(refs), skipped=self.dev_skipped,
-                       seconds=time.monotonic() - t0)
+            loss_sum += float(
+                ctc_loss(
+                    log_probs,
+                    out_lens,
+                    torch.cat(tokens).to(self.device),
+                    torch.tensor([len(t) for t in tokens], device=self.device),
+                    reduction="sum",
+                )
+            )
+        scores = corpus_errors(zip(refs, hyps))
+        metrics = {"wer": scores["wer"], "cer": scores["cer"]}
+        metrics.update(
+            loss=loss_sum / max(len(refs), 1),
+            utterances=len(refs),
+            skipped=self.dev_skipped,
+            seconds=time.monotonic() - t0,
+        )
         return metrics
 
     # -- the inference artifact -------------------------------------------------------------------
-    def save_model(self, path: str | os.PathLike, state_dict: dict[str, torch.Tensor], step: int,
-                   metrics: dict[str, Any]) -> Path:
-        return save_model(path, family=self.cfg.model.family, model_config=self.model_cfg.to_dict(),
-                          num_outputs=self.vocab.num_outputs, features=self.features_cfg.to_dict(),
-                          vocab=self.vocab.to_dict(), state_dict=state_dict, step=step, metrics=metrics)
+    def save_model(
+        self, path: str | os.PathLike, state_dict: dict[str, torch.Tensor], step: int, metrics: dict[str, Any]
+    ) -> Path:
+        return save_model(
+            path,
+            kind="ctc",
+            family=self.cfg.model.family,
+            frontend=self.frontend_name,
+            model_config=self.model_cfg.to_dict(),
+            num_outputs=self.vocab.num_outputs,
+            features=self.features_cfg.to_dict(),
+            vocab=self.vocab.to_dict(),
+            state_dict=state_dict,
+            step=step,
+            metrics=metrics,
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"recipe": self.cfg.to_dict()}  # for the record; nothing to restore
+        return {"recipe": self.cfg.to_dict()}  # kept in the checkpoint to show what ran; nothing to restore

@@ -19,8 +19,8 @@ calls over all tensors (one kernel launch per op group on GPU).
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -76,8 +76,9 @@ class EMA:
         """Fold the model's current weights into the average; call after optimizer.step()."""
         shadow, current = self._pairs(model)
         dst = [shadow[i] for i in self._avg_idx]
-        src = [current[i] if current[i].dtype == shadow[i].dtype else current[i].to(shadow[i].dtype)
-               for i in self._avg_idx]
+        src = [
+            current[i] if current[i].dtype == shadow[i].dtype else current[i].to(shadow[i].dtype) for i in self._avg_idx
+        ]
         if dst and dst[0].device != src[0].device:
             raise ValueError(f"EMA shadow is on {dst[0].device}, model on {src[0].device}; call ema.to()")
         if dst and hasattr(torch, "_foreach_mul_"):
@@ -117,7 +118,7 @@ class EMA:
         """A standalone copy of the averaged module (fp32), e.g. for saving or export."""
         return copy.deepcopy(self.shadow)
 
-    def to(self, device) -> "EMA":
+    def to(self, device) -> EMA:
         self.shadow.to(device)
         return self
 

@@ -145,9 +145,14 @@ def _call(callbacks: Iterable[Any], name: str, *args: Any) -> None:
             fn(*args)
 
 
-def train(cfg: TrainConfig, recipe: Any, ckpt_dir: str | os.PathLike, callbacks: Iterable[Any] = (),
-          best_model_path: str | os.PathLike | None = None,
-          final_model_path: str | os.PathLike | None = None) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    recipe: Any,
+    ckpt_dir: str | os.PathLike,
+    callbacks: Iterable[Any] = (),
+    best_model_path: str | os.PathLike | None = None,
+    final_model_path: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Train to ``cfg.max_steps`` updates (or the time budget); returns a summary (rank 0's)."""
     t0 = time.monotonic()
     rank, world = dist_info()
@@ -162,8 +167,16 @@ def train(cfg: TrainConfig, recipe: Any, ckpt_dir: str | os.PathLike, callbacks:
         model = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
     opt, sched, ema, sampler = recipe.optimizer, recipe.schedule, recipe.ema, recipe.sampler
     gen = getattr(recipe.train_loader, "generator", None)
-    st: dict[str, Any] = {"step": 0, "bad_batches": 0, "batches_seen": 0, "skipped_utterances": 0,
-                          "overflow_steps": 0, "best_value": None, "best_step": None, "best_metrics": {}}
+    st: dict[str, Any] = {
+        "step": 0,
+        "bad_batches": 0,
+        "batches_seen": 0,
+        "skipped_utterances": 0,
+        "overflow_steps": 0,
+        "best_value": None,
+        "best_step": None,
+        "best_metrics": {},
+    }
 
     # -- resume ------------------------------------------------------------------------------
     ckpt_dir = Path(ckpt_dir)
@@ -187,8 +200,9 @@ def train(cfg: TrainConfig, recipe: Any, ckpt_dir: str | os.PathLike, callbacks:
         st.update(ck["engine"])
         rngs = ck["rng"]
         if len(rngs) != world:
-            log.warning("checkpoint from %d ranks resumed on %d: RNG streams differ from the original run",
-                        len(rngs), world)
+            log.warning(
+                "checkpoint from %d ranks resumed on %d: RNG streams differ from the original run", len(rngs), world
+            )
         set_rng_state(rngs[rank % len(rngs)])
         resumed_from = st["step"]
         log.info("resumed from %s (step %d, epoch %d)", path[0], st["step"], sampler.epoch)
@@ -201,11 +215,19 @@ def train(cfg: TrainConfig, recipe: Any, ckpt_dir: str | os.PathLike, callbacks:
         if rank != 0:
             return None
         state = {
-            "step": st["step"], "epoch": sampler.epoch, "world_size": world, "config": cfg.to_dict(),
-            "engine": dict(st), "model": raw.state_dict(), "optimizer": opt.state_dict(),
-            "schedule": sched.state_dict(), "precision": prec.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None, "sampler": sampler.state_dict(),
-            "loader_generator": gen.get_state() if gen is not None else None, "rng": rngs,
+            "step": st["step"],
+            "epoch": sampler.epoch,
+            "world_size": world,
+            "config": cfg.to_dict(),
+            "engine": dict(st),
+            "model": raw.state_dict(),
+            "optimizer": opt.state_dict(),
+            "schedule": sched.state_dict(),
+            "precision": prec.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "sampler": sampler.state_dict(),
+            "loader_generator": gen.get_state() if gen is not None else None,
+            "rng": rngs,
             "recipe": recipe.state_dict() if hasattr(recipe, "state_dict") else None,
         }
         p = save_checkpoint(ckpt_dir, st["step"], state, keep=cfg.keep_ckpts)
@@ -272,7 +294,8 @@ def train(cfg: TrainConfig, recipe: Any, ckpt_dir: str | os.PathLike, callbacks:
             raise TrainingAborted(
                 f"{st['bad_batches']} bad batches in {st['batches_seen']} (limit {limit:g}: max_bad_batches="
                 f"{cfg.max_bad_batches}, max_bad_fraction={cfg.max_bad_fraction}); last at step {st['step']}: "
-                f"{reason}, utterances {ids}")
+                f"{reason}, utterances {ids}"
+            )
 
     raw.train()
     win = {"loss": 0.0, "items": 0.0, "audio": 0.0, "steps": 0, "wait": 0.0, "t": time.monotonic()}
@@ -296,8 +319,9 @@ def train(cfg: TrainConfig, recipe: Any, ckpt_dir: str | os.PathLike, callbacks:
             # before the forward, which is itself a collective under DDP: every rank must run it or none
             empty = "utt_ids" in batch and not ids
             if _all_reduce([float(empty)], device)[0] > 0:
-                dropped = [u for part in _gather([s[0] for s in batch.get("skipped") or []] if empty else [])
-                           for u in part]
+                dropped = [
+                    u for part in _gather([s[0] for s in batch.get("skipped") or []] if empty else []) for u in part
+                ]
                 bad = ("empty batch (every utterance dropped)", dropped)
                 break
             # DDP: gradients are exchanged on the last micro-batch's backward only
@@ -318,7 +342,8 @@ def train(cfg: TrainConfig, recipe: Any, ckpt_dir: str | os.PathLike, callbacks:
             audio += float(batch.get("audio_seconds", 0.0))
         over = rank == 0 and cfg.max_minutes is not None and time.monotonic() - t0 > 60 * cfg.max_minutes
         n_glob, loss_glob, audio_glob, stop_flag, n_skip = _all_reduce(
-            [n_local, loss_sum, audio, float(over), float(len(skipped))], device)
+            [n_local, loss_sum, audio, float(over), float(len(skipped))], device
+        )
         if n_skip:
             for utt_id, why in [s for part in _gather(skipped) for s in part]:
                 _call(callbacks, "on_bad", st["step"], [utt_id], f"utterance dropped: {why}")
@@ -355,12 +380,23 @@ def train(cfg: TrainConfig, recipe: Any, ckpt_dir: str | os.PathLike, callbacks:
             totals["items"] += win["items"]
             totals["audio"] += win["audio"]
             totals["seconds"] += dt
-            _call(callbacks, "on_log", step, {
-                "loss": win["loss"] / max(win["items"], 1), "lr": lr, "grad_norm": norm,
-                "steps_per_s": win["steps"] / dt, "sequences_per_s": win["items"] / dt,
-                "audio_s_per_s": win["audio"] / dt, "data_wait_fraction": win["wait"] / dt,
-                "epoch": sampler.epoch, "bad_batches": st["bad_batches"],
-                "skipped_utterances": st["skipped_utterances"]})
+            _call(
+                callbacks,
+                "on_log",
+                step,
+                {
+                    "loss": win["loss"] / max(win["items"], 1),
+                    "lr": lr,
+                    "grad_norm": norm,
+                    "steps_per_s": win["steps"] / dt,
+                    "sequences_per_s": win["items"] / dt,
+                    "audio_s_per_s": win["audio"] / dt,
+                    "data_wait_fraction": win["wait"] / dt,
+                    "epoch": sampler.epoch,
+                    "bad_batches": st["bad_batches"],
+                    "skipped_utterances": st["skipped_utterances"],
+                },
+            )
             win.update(loss=0.0, items=0.0, audio=0.0, steps=0, wait=0.0, t=time.monotonic())
         paused = time.monotonic()
         if cfg.eval_every and step % cfg.eval_every == 0:
@@ -383,13 +419,22 @@ def train(cfg: TrainConfig, recipe: Any, ckpt_dir: str | os.PathLike, callbacks:
         if best_model_path is not None and st["best_step"] is None:  # no evaluation: the last is the best
             recipe.save_model(best_model_path, export_state(), step, final_metrics)
     return {
-        "steps": step, "start_step": start_step, "resumed_from": resumed_from,
+        "steps": step,
+        "start_step": start_step,
+        "resumed_from": resumed_from,
         "stopped_by": "time_budget" if step < cfg.max_steps else "max_steps",
-        "final_loss": last["loss"], "epoch": sampler.epoch, "world_size": world,
-        "bad_batches": st["bad_batches"], "skipped_utterances": st["skipped_utterances"],
-        "overflow_steps": st["overflow_steps"], "best_step": st["best_step"], "best_value": st["best_value"],
-        "best_metrics": st["best_metrics"], "final_metrics": final_metrics,
-        "wall_seconds": time.monotonic() - t0, "train_seconds": totals["seconds"],
+        "final_loss": last["loss"],
+        "epoch": sampler.epoch,
+        "world_size": world,
+        "bad_batches": st["bad_batches"],
+        "skipped_utterances": st["skipped_utterances"],
+        "overflow_steps": st["overflow_steps"],
+        "best_step": st["best_step"],
+        "best_value": st["best_value"],
+        "best_metrics": st["best_metrics"],
+        "final_metrics": final_metrics,
+        "wall_seconds": time.monotonic() - t0,
+        "train_seconds": totals["seconds"],
         "sequences_per_s": totals["items"] / max(totals["seconds"], 1e-9),
         "audio_s_per_s": totals["audio"] / max(totals["seconds"], 1e-9),
     }

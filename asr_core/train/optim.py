@@ -37,7 +37,7 @@ weight decay 0 (the usual practice for AdamW on transformers; not in DLE).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -155,9 +155,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def weight_decay_groups(
-    model: nn.Module, weight_decay: float, exclude_norm_and_bias: bool = False
-) -> list[dict]:
+def weight_decay_groups(model: nn.Module, weight_decay: float, exclude_norm_and_bias: bool = False) -> list[dict]:
     """Trainable parameters of ``model`` as optimizer groups.
 
     Without exclusion: one group with ``weight_decay`` (DLE). With it: a decayed group

@@ -106,12 +106,14 @@ class Precision:
         return self.scaler.get_scale() >= before  # the scale drops only on a skipped (overflowed) step
 
     def state_dict(self) -> dict[str, Any]:
-        return {"precision": self.precision,
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+        return {"precision": self.precision, "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("precision") != self.precision:
-            warnings.warn(f"checkpoint was trained with precision {state.get('precision')!r}, this run "
-                          f"uses {self.precision!r}: it continues, but not as the original run would", stacklevel=2)
+            warnings.warn(
+                f"checkpoint was trained with precision {state.get('precision')!r}, this run "
+                f"uses {self.precision!r}: it continues, but not as the original run would",
+                stacklevel=2,
+            )
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

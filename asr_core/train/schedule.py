@@ -45,8 +45,8 @@ as a fraction of ``total_steps`` (truncated) - one of the three for each.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
 
 from asr_core.config import reject_unknown
 
@@ -90,8 +90,11 @@ class ScheduleConfig:
         if self.name not in SCHEDULES:
             raise ValueError(f"schedule.name must be one of {list(SCHEDULES)}, got {self.name!r}")
         used = _OPTIONS[self.name]
-        stray = [f.name for f in fields(self) if f.name in _ALL_OPTIONS
-                 and f.name not in used and getattr(self, f.name) is not None]
+        stray = [
+            f.name
+            for f in fields(self)
+            if f.name in _ALL_OPTIONS and f.name not in used and getattr(self, f.name) is not None
+        ]
         if stray:
             raise ValueError(f"schedule {self.name!r} does not use {stray}; it reads {sorted(used)}")
         for what in ("warmup", "hold"):
@@ -113,14 +116,13 @@ class ScheduleConfig:
 
     def options(self) -> dict:
         """The options this schedule reads, defaults filled in."""
-        return {k: (d if getattr(self, k) is None else getattr(self, k))
-                for k, d in _OPTIONS[self.name].items()}
+        return {k: (d if getattr(self, k) is None else getattr(self, k)) for k, d in _OPTIONS[self.name].items()}
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ScheduleConfig":
+    def from_dict(cls, d: dict) -> ScheduleConfig:
         reject_unknown(cls, d, "schedule")
         return cls(**d)
 
@@ -156,9 +158,11 @@ class Schedule:
         """Pure schedules have no state; this refuses to resume into a different schedule."""
         saved = state["fingerprint"]
         if saved != self._fingerprint:
-            diff = {k: (saved.get(k), self._fingerprint.get(k))
-                    for k in sorted(set(saved) | set(self._fingerprint))
-                    if saved.get(k) != self._fingerprint.get(k)}
+            diff = {
+                k: (saved.get(k), self._fingerprint.get(k))
+                for k in sorted(set(saved) | set(self._fingerprint))
+                if saved.get(k) != self._fingerprint.get(k)
+            }
             raise ValueError(f"checkpoint schedule differs from this one (saved, now): {diff}")
 
 
@@ -291,6 +295,7 @@ def _exponential(base, W, H, spe, min_lr, exp_gamma, staircase):
             k = (s - W - H) / spe
             a = exp_gamma ** (math.ceil(k) if staircase else k)
         return max(a * base, min_lr)
+
     return fn
 
 
@@ -303,6 +308,7 @@ def _legacy(base, W, H, T, min_lr):
         else:
             a = ((T - min(s, T)) / (T - W - H)) ** 2 if T > W + H else 0.0
         return max(a * base, min_lr)
+
     return fn
 
 
@@ -316,8 +322,9 @@ def _polynomial(base, W, H, T, power, init_lr_scale, final_lr_scale):
             return base
         if s < T:
             remain = 1 - (s - W - H) / (T - W - H)
-            return (base - end) * remain ** power + end
+            return (base - end) * remain**power + end
         return end
+
     return fn
 
 
@@ -335,4 +342,5 @@ def _tri_stage(base, W, H, T, init_lr_scale, final_lr_scale):
         if s <= W + H + D:
             return base * math.exp(-decay * (s - W - H))
         return final
+
     return fn

@@ -34,14 +34,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from asr_core.data.dataset import AudioDataset, Manifest, build_loader
-from asr_core.data.sampler import BucketingBatchSampler
-from asr_core.io.atomic import atomic_path
+from asr_core.data.collate import FeatureCollate, batch_seed
+from asr_core.data.dataset import Manifest, build_loader
+from asr_core.data.loaders import eval_loader, load_manifest
+from asr_core.features.frontends import build_frontend
+from asr_core.io.torch_files import save_torch_file
 from asr_core.models import ctc_loss, model_config
+from asr_core.models.artifact import MODEL_FORMAT, V1_FORMAT
 from asr_core.models.wav2vec2 import (
     Wav2Vec2Config,
     Wav2Vec2ForPreTraining,
@@ -52,21 +54,28 @@ from asr_core.models.wav2vec2 import (
 )
 from asr_core.text import CharVocab
 from asr_core.train.checkpoint import CheckpointError, load_checkpoint
-from asr_core.train.ctc_recipe import (
-    CTCCollate,
-    CTCRecipe,
-    DataParams,
-    _from_dict,
-    batch_seed,
-)
+from asr_core.train.ctc_recipe import CTCRecipe, DataParams, _from_dict
 from asr_core.train.ema import EMA
 from asr_core.train.optim import build_optimizer, unwrap_model
 from asr_core.train.schedule import ScheduleConfig, build_schedule
 
 PRETRAIN_FORMAT = "asr-toolkit/wav2vec2-pretraining"
-ARCH_FIELDS = ("conv_dims", "conv_kernels", "conv_strides", "conv_bias", "extractor_mode", "embed_dim",
-               "num_layers", "ffn_dim", "num_heads", "layer_norm_first", "pos_conv_kernel", "pos_conv_groups",
-               "hourglass")
+MODEL_FORMATS = (MODEL_FORMAT, V1_FORMAT)  # a fine-tuned wav2vec 2.0 model.pt can seed another run
+ARCH_FIELDS = (
+    "conv_dims",
+    "conv_kernels",
+    "conv_strides",
+    "conv_bias",
+    "extractor_mode",
+    "embed_dim",
+    "num_layers",
+    "ffn_dim",
+    "num_heads",
+    "layer_norm_first",
+    "pos_conv_kernel",
+    "pos_conv_groups",
+    "hourglass",
+)
 
 
 @dataclass
@@ -88,8 +97,7 @@ class W2VOptimParams:
     eps: float | None = 1e-6
     exclude_norm_and_bias: bool = False
     ema: float | None = None
-    schedule: dict[str, Any] = field(default_factory=lambda: {
-        "name": "polynomial", "warmup_ratio": 0.08, "power": 1.0})
+    schedule: dict[str, Any] = field(default_factory=lambda: {"name": "polynomial", "warmup_ratio": 0.08, "power": 1.0})
     diversity_weight: float = 0.1  # pre-training loss weights (DLE)
     feature_pen_weight: float = 10.0
 
@@ -106,10 +114,12 @@ class Wav2Vec2RecipeConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown wav2vec2 recipe section(s) {unknown}; known: {[f.name for f in fields(cls)]}")
-        cfg = cls(model=_from_dict(W2VModelParams, d.get("model"), "model"),
-                  features=dict(d.get("features") or {}),
-                  data=_from_dict(DataParams, d.get("data"), "data"),
-                  optim=_from_dict(W2VOptimParams, d.get("optim"), "optim"))
+        cfg = cls(
+            model=_from_dict(W2VModelParams, d.get("model"), "model"),
+            features=dict(d.get("features") or {}),
+            data=_from_dict(DataParams, d.get("data"), "data"),
+            optim=_from_dict(W2VOptimParams, d.get("optim"), "optim"),
+        )
         if cfg.model.family not in ("wav2vec2", "wav2vec2_pretrain"):
             raise ValueError(f"model.family must be wav2vec2 or wav2vec2_pretrain, got {cfg.model.family!r}")
         model_config("wav2vec2", cfg.model.preset, **cfg.model.overrides)  # fail now on a bad preset / field
@@ -149,35 +159,71 @@ class _Wav2Vec2Common:
     cfg: Wav2Vec2RecipeConfig
     model: nn.Module
 
-    def _setup(self, cfg: Wav2Vec2RecipeConfig, *, max_steps: int, grad_accum: int, seed: int, rank: int,
-               world_size: int, device, tokenize, require_text: bool) -> None:
+    def _setup(
+        self,
+        cfg: Wav2Vec2RecipeConfig,
+        *,
+        max_steps: int,
+        grad_accum: int,
+        seed: int,
+        rank: int,
+        world_size: int,
+        device,
+        tokenize,
+        require_text: bool,
+    ) -> None:
         self.cfg, self.seed, self.device = cfg, seed, torch.device(device)
         self.features_cfg = WaveformConfig.from_dict(cfg.features)
+        self.frontend = build_frontend("waveform", self.features_cfg)
         m = cfg.model
         self.model_cfg: Wav2Vec2Config = model_config("wav2vec2", m.preset, **m.overrides)
         if world_size > 1 and self.model_cfg.layerdrop > 0:
-            raise ValueError("wav2vec2 under DDP (ray.num_workers > 1): layerdrop leaves layers without gradients, "
-                             "which DDP refuses; set model.overrides.layerdrop: 0")
+            raise ValueError(
+                "wav2vec2 under DDP (ray.num_workers > 1): layerdrop leaves layers without gradients, "
+                "which DDP refuses; set model.overrides.layerdrop: 0"
+            )
         d = cfg.data
         self.train_loader, self.sampler = build_loader(
-            d.train_manifest, tokenize, batch_size=d.batch_size, max_batch_seconds=d.max_batch_seconds,
-            num_buckets=d.num_buckets, num_workers=d.num_workers, shuffle=True, seed=seed,
-            num_replicas=world_size, rank=rank, min_duration=d.min_duration, max_duration=d.max_duration,
-            sample_rate=self.features_cfg.sample_rate, persistent_workers=d.num_workers > 0,
-            require_text=require_text)
-        self.train_loader.collate_fn = CTCCollate(self.features_cfg, None, train=True, seed=seed,
-                                                  dataset=self.train_loader.dataset)
+            d.train_manifest,
+            tokenize,
+            batch_size=d.batch_size,
+            max_batch_seconds=d.max_batch_seconds,
+            num_buckets=d.num_buckets,
+            num_workers=d.num_workers,
+            shuffle=True,
+            seed=seed,
+            num_replicas=world_size,
+            rank=rank,
+            min_duration=d.min_duration,
+            max_duration=d.max_duration,
+            sample_rate=self.features_cfg.sample_rate,
+            persistent_workers=d.num_workers > 0,
+            require_text=require_text,
+        )
+        self.train_loader.collate_fn = FeatureCollate(
+            self.frontend, None, train=True, seed=seed, dataset=self.train_loader.dataset
+        )
         self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / grad_accum))
         self.num_updates = 0
         self._max_steps = max_steps
 
     def _optim(self) -> None:
         o = self.cfg.optim
-        self.optimizer = build_optimizer(o.name, self.model, o.lr, o.weight_decay,
-                                         betas=tuple(o.betas) if o.betas else None, eps=o.eps,
-                                         exclude_norm_and_bias=o.exclude_norm_and_bias)
-        inner = build_schedule(ScheduleConfig.from_dict(o.schedule), o.lr, total_steps=self._max_steps,
-                               steps_per_epoch=self.steps_per_epoch)
+        self.optimizer = build_optimizer(
+            o.name,
+            self.model,
+            o.lr,
+            o.weight_decay,
+            betas=tuple(o.betas) if o.betas else None,
+            eps=o.eps,
+            exclude_norm_and_bias=o.exclude_norm_and_bias,
+        )
+        inner = build_schedule(
+            ScheduleConfig.from_dict(o.schedule),
+            o.lr,
+            total_steps=self._max_steps,
+            steps_per_epoch=self.steps_per_epoch,
+        )
         self.schedule = _CountingSchedule(inner, self._set_updates)
         self.ema = EMA(self.model, o.ema) if o.ema else None
 
@@ -198,12 +244,30 @@ class _Wav2Vec2Common:
 class Wav2Vec2PretrainRecipe(_Wav2Vec2Common):
     """Self-supervised pre-training (contrastive + diversity + feature penalty); see the module doc."""
 
-    def __init__(self, cfg: Wav2Vec2RecipeConfig, *, max_steps: int, grad_accum: int = 1, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        cfg: Wav2Vec2RecipeConfig,
+        *,
+        max_steps: int,
+        grad_accum: int = 1,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        device: str | torch.device = "cpu",
+    ) -> None:
         if cfg.model.family != "wav2vec2_pretrain":
             raise ValueError(f"Wav2Vec2PretrainRecipe needs model.family wav2vec2_pretrain, got {cfg.model.family!r}")
-        self._setup(cfg, max_steps=max_steps, grad_accum=grad_accum, seed=seed, rank=rank, world_size=world_size,
-                    device=device, tokenize=_no_tokens, require_text=False)
+        self._setup(
+            cfg,
+            max_steps=max_steps,
+            grad_accum=grad_accum,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            device=device,
+            tokenize=_no_tokens,
+            require_text=False,
+        )
         torch.manual_seed(seed)  # the same initial weights on every rank
         self.model = Wav2Vec2ForPreTraining(self.model_cfg).to(self.device)
         self._optim()
@@ -215,9 +279,11 @@ class Wav2Vec2PretrainRecipe(_Wav2Vec2Common):
 
     def _terms(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> dict[str, torch.Tensor]:
         seeds = [batch_seed(self.seed, epoch, [u]) for u in batch["utt_ids"]]
-        return model(batch["feats"].to(self.device, non_blocking=True),
-                     batch["feat_lens"].to(self.device, non_blocking=True),
-                     utterance_generators(seeds, self.device))
+        return model(
+            batch["feats"].to(self.device, non_blocking=True),
+            batch["feat_lens"].to(self.device, non_blocking=True),
+            utterance_generators(seeds, self.device),
+        )
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor | None, int]:
         if batch["feats"].size(0) == 0:
@@ -229,14 +295,9 @@ class Wav2Vec2PretrainRecipe(_Wav2Vec2Common):
     def _dev_batches(self):
         d = self.cfg.data
         if self._dev is None:
-            manifest = Manifest.load(d.dev_manifest, require_text=False)
-            if d.eval_max_utterances:
-                manifest = manifest.subset(np.arange(min(d.eval_max_utterances, len(manifest))))
-            ds = AudioDataset(manifest, _no_tokens, sample_rate=self.features_cfg.sample_rate)
-            sampler = BucketingBatchSampler(manifest.durations, max_batch_seconds=max(
-                d.eval_batch_seconds, float(manifest.durations.max())), num_buckets=1, shuffle=False)
-            self._dev = list(torch.utils.data.DataLoader(ds, batch_sampler=sampler,
-                                                         collate_fn=CTCCollate(self.features_cfg)))
+            manifest = load_manifest(Manifest.load(d.dev_manifest, require_text=False), d.eval_max_utterances or None)
+            loader = eval_loader(manifest, _no_tokens, self.frontend, batch_seconds=d.eval_batch_seconds, num_buckets=1)
+            self._dev = list(loader)
         return self._dev
 
     @torch.no_grad()
@@ -258,31 +319,39 @@ class Wav2Vec2PretrainRecipe(_Wav2Vec2Common):
             loss_sum += float(loss) * k
             ppl += float(terms["code_perplexity"])
             batches += 1
-        return {"loss": loss_sum / max(n, 1), "contrastive": ce / max(n, 1), "masked_frames": n,
-                "code_perplexity": ppl / max(batches, 1), "temp": float(self.model.quantizer.curr_temp),
-                "seconds": time.monotonic() - t0}
+        return {
+            "loss": loss_sum / max(n, 1),
+            "contrastive": ce / max(n, 1),
+            "masked_frames": n,
+            "code_perplexity": ppl / max(batches, 1),
+            "temp": float(self.model.quantizer.curr_temp),
+            "seconds": time.monotonic() - t0,
+        }
 
-    def save_model(self, path: str | os.PathLike, state_dict: dict[str, torch.Tensor], step: int,
-                   metrics: dict[str, Any]) -> Path:
+    def save_model(
+        self, path: str | os.PathLike, state_dict: dict[str, torch.Tensor], step: int, metrics: dict[str, Any]
+    ) -> Path:
         """The pre-trained model for fine-tuning (``model.init_from``); not a CTC model."""
-        obj = {"format": PRETRAIN_FORMAT, "version": 1, "family": "wav2vec2_pretrain",
-               "model_config": self.model_cfg.to_dict(), "features": self.features_cfg.to_dict(),
-               "model": {k: v.detach().cpu().clone() for k, v in state_dict.items()}, "step": int(step),
-               "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float, str, bool))}}
-        path = Path(path)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        return path
+        obj = {
+            "format": PRETRAIN_FORMAT,
+            "version": 1,
+            "family": "wav2vec2_pretrain",
+            "model_config": self.model_cfg.to_dict(),
+            "features": self.features_cfg.to_dict(),
+            "model": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
+            "step": int(step),
+            "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float, str, bool))},
+        }
+        return save_torch_file(obj, path)
 
 
 # ---------------------------------------------------------------------------------------------
 # Fine-tuning
 
 
-def load_encoder_weights(path: str | os.PathLike, cfg: Wav2Vec2Config,
-                         features: WaveformConfig | None = None) -> dict[str, torch.Tensor]:
+def load_encoder_weights(
+    path: str | os.PathLike, cfg: Wav2Vec2Config, features: WaveformConfig | None = None
+) -> dict[str, torch.Tensor]:
     """The ``Wav2Vec2Encoder`` state dict of a pre-training ``model.pt``, a wav2vec2 ``model.pt`` or a
     fairseq checkpoint, after checking that its architecture equals ``cfg``'s (Hourglass plan included)
     and, for our files, that it was trained with the same waveform normalisation as ``features``."""
@@ -293,15 +362,17 @@ def load_encoder_weights(path: str | os.PathLike, cfg: Wav2Vec2Config,
         obj = load_checkpoint(path)
     except CheckpointError:
         obj = {}  # a legacy fairseq checkpoint (argparse.Namespace): the fairseq reader allows it
-    if obj.get("format") in (PRETRAIN_FORMAT, "asr-toolkit/ctc-model"):
+    if obj.get("format") in (PRETRAIN_FORMAT, *MODEL_FORMATS):
         if obj.get("family") not in ("wav2vec2_pretrain", "wav2vec2"):
             raise ValueError(f"model.init_from: {path} is a {obj.get('family')} model, not wav2vec 2.0")
         saved = Wav2Vec2Config.from_dict(obj["model_config"])
         if features is not None and obj.get("features") is not None:
             was = WaveformConfig.from_dict(obj["features"]).normalize
             if was != features.normalize:
-                raise ValueError(f"model.init_from: {path} was trained with features.normalize={was}, this run "
-                                 f"has {features.normalize}: the encoder would see other inputs")
+                raise ValueError(
+                    f"model.init_from: {path} was trained with features.normalize={was}, this run "
+                    f"has {features.normalize}: the encoder would see other inputs"
+                )
         state = {k.removeprefix("encoder."): v for k, v in obj["model"].items() if k.startswith("encoder.")}
     else:
         from asr_core.models.wav2vec2.fairseq import import_fairseq
@@ -310,25 +381,49 @@ def load_encoder_weights(path: str | os.PathLike, cfg: Wav2Vec2Config,
         state = (model.encoder if hasattr(model, "encoder") else model).state_dict()
     diff = {k: (getattr(saved, k), getattr(cfg, k)) for k in ARCH_FIELDS if getattr(saved, k) != getattr(cfg, k)}
     if diff:
-        raise ValueError(f"model.init_from: {path} has another architecture than model.preset + overrides "
-                         f"(checkpoint, this run): {diff}")
+        raise ValueError(
+            f"model.init_from: {path} has another architecture than model.preset + overrides "
+            f"(checkpoint, this run): {diff}"
+        )
     return state
 
 
 class Wav2Vec2CTCRecipe(_Wav2Vec2Common, CTCRecipe):
     """CTC fine-tuning of a (pre-trained) wav2vec 2.0 encoder; evaluation and ``model.pt`` as CTCRecipe."""
 
-    def __init__(self, cfg: Wav2Vec2RecipeConfig, *, max_steps: int, grad_accum: int = 1, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, device: str | torch.device = "cpu") -> None:
+    frontend_name = "waveform"
+
+    def __init__(
+        self,
+        cfg: Wav2Vec2RecipeConfig,
+        *,
+        max_steps: int,
+        grad_accum: int = 1,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        device: str | torch.device = "cpu",
+    ) -> None:
         if cfg.model.family != "wav2vec2":
             raise ValueError(f"Wav2Vec2CTCRecipe needs model.family wav2vec2, got {cfg.model.family!r}")
         d, m = cfg.data, cfg.model
         self.vocab = CharVocab.load(d.vocab) if d.vocab else CharVocab()
-        self._setup(cfg, max_steps=max_steps, grad_accum=grad_accum, seed=seed, rank=rank, world_size=world_size,
-                    device=device, tokenize=self.vocab.encode, require_text=True)
+        self._setup(
+            cfg,
+            max_steps=max_steps,
+            grad_accum=grad_accum,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            device=device,
+            tokenize=self.vocab.encode,
+            require_text=True,
+        )
         if world_size > 1 and m.freeze_encoder_updates > 0:
-            raise ValueError("wav2vec2 under DDP (ray.num_workers > 1): model.freeze_encoder_updates leaves the "
-                             "encoder without gradients, which DDP refuses; set it to 0")
+            raise ValueError(
+                "wav2vec2 under DDP (ray.num_workers > 1): model.freeze_encoder_updates leaves the "
+                "encoder without gradients, which DDP refuses; set it to 0"
+            )
         torch.manual_seed(seed)
         self.model = wav2vec2_ctc_model(self.model_cfg, self.vocab.num_outputs)
         if m.init_from:
@@ -352,10 +447,19 @@ class Wav2Vec2CTCRecipe(_Wav2Vec2Common, CTCRecipe):
             log_probs = raw.decoder(y)
         else:
             log_probs, out_lens = model(x, x_lens)
-        loss = ctc_loss(log_probs, out_lens, batch["tokens"].to(self.device, non_blocking=True),
-                        batch["token_lens"].to(self.device, non_blocking=True))
+        loss = ctc_loss(
+            log_probs,
+            out_lens,
+            batch["tokens"].to(self.device, non_blocking=True),
+            batch["token_lens"].to(self.device, non_blocking=True),
+        )
         return loss, n
 
 
-__all__ = ["PRETRAIN_FORMAT", "Wav2Vec2CTCRecipe", "Wav2Vec2PretrainRecipe",
-           "Wav2Vec2RecipeConfig", "load_encoder_weights"]
+__all__ = [
+    "PRETRAIN_FORMAT",
+    "Wav2Vec2CTCRecipe",
+    "Wav2Vec2PretrainRecipe",
+    "Wav2Vec2RecipeConfig",
+    "load_encoder_weights",
+]

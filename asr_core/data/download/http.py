@@ -108,7 +108,12 @@ def download_file(
             delay = backoff * 2 ** (failures - 1)
             log.warning(
                 "download of %s interrupted (%s); retry %d/%d in %.1f s from byte %d",
-                url, err, failures, retries, delay, _size(part),
+                url,
+                err,
+                failures,
+                retries,
+                delay,
+                _size(part),
             )
             time.sleep(delay)
 
@@ -154,9 +159,12 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool, desc: str)
             have, mode = 0, "wb"
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-        with open(part, mode) as f, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress
-        ) as bar:
+        with (
+            open(part, mode) as f,
+            tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress
+            ) as bar,
+        ):
             # read1: whatever has arrived (up to CHUNK), so bytes received before a stall are kept.
             read = getattr(resp, "read1", resp.read)
             while chunk := read(CHUNK):

@@ -47,9 +47,7 @@ REQUIRED_COLUMNS = ("client_id", "path", "sentence")
 @dataclass(frozen=True)
 class CommonVoiceConfig:
     path: str  # language folder, release root, or release tarball
-    splits: dict[str, str] = field(
-        default_factory=lambda: {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
-    )
+    splits: dict[str, str] = field(default_factory=lambda: {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", check_path(self.path, "CommonVoiceConfig"))

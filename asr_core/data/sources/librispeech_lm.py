@@ -43,8 +43,13 @@ log = logging.getLogger(__name__)
 
 RESOURCE = 11
 LM_FILES = (
-    "3-gram.arpa.gz", "3-gram.pruned.1e-7.arpa.gz", "3-gram.pruned.3e-7.arpa.gz", "4-gram.arpa.gz",
-    "librispeech-lexicon.txt", "librispeech-vocab.txt", "librispeech-lm-norm.txt.gz",
+    "3-gram.arpa.gz",
+    "3-gram.pruned.1e-7.arpa.gz",
+    "3-gram.pruned.3e-7.arpa.gz",
+    "4-gram.arpa.gz",
+    "librispeech-lexicon.txt",
+    "librispeech-vocab.txt",
+    "librispeech-lm-norm.txt.gz",
 )
 OUT_SUBDIR = "librispeech_lm"
 
@@ -71,7 +76,9 @@ class LibriSpeechLMConfig:
             raise ValueError(f"LibriSpeechLMConfig.files must be a list of file names, got {self.files!r}")
         bad = [f for f in self.files if f not in LM_FILES]
         if bad:
-            raise ValueError(f"LibriSpeechLMConfig.files: unknown file(s) {bad}; openslr resource 11 has {list(LM_FILES)}")
+            raise ValueError(
+                f"LibriSpeechLMConfig.files: unknown file(s) {bad}; openslr resource 11 has {list(LM_FILES)}"
+            )
         if not isinstance(self.md5, dict):
             raise ValueError(f"LibriSpeechLMConfig.md5 must map file names to md5s, got {self.md5!r}")
         for name, value in self.md5.items():
@@ -83,8 +90,10 @@ class LibriSpeechLMConfig:
                 raise ValueError(f"LibriSpeechLMConfig.md5[{name!r}]: {e}") from None
         unverified = [f for f in self.files if f not in self.md5]
         if unverified and not self.allow_unverified:
-            raise ValueError(f"LibriSpeechLMConfig: no md5 for {unverified}: give md5: {{file: md5}} "
-                             f"or set allow_unverified: true (gzip files are then CRC-checked only)")
+            raise ValueError(
+                f"LibriSpeechLMConfig: no md5 for {unverified}: give md5: {{file: md5}} "
+                f"or set allow_unverified: true (gzip files are then CRC-checked only)"
+            )
         LibriSpeechConfig.from_dict(dict(self.librispeech))  # fail early on bad audio options
 
     @classmethod
@@ -96,7 +105,9 @@ class LibriSpeechLMConfig:
         return cls(**d)
 
 
-def fetch_librispeech_lm(cfg: LibriSpeechLMConfig, out_dir: str | os.PathLike, progress: bool = True) -> list[SourceItem]:
+def fetch_librispeech_lm(
+    cfg: LibriSpeechLMConfig, out_dir: str | os.PathLike, progress: bool = True
+) -> list[SourceItem]:
     """Fetch the LM files into ``out_dir/librispeech_lm/``, then the LibriSpeech audio; return its items."""
     obtain_lm_files(cfg, Path(out_dir) / OUT_SUBDIR, progress=progress)
     return fetch_librispeech(LibriSpeechConfig.from_dict(dict(cfg.librispeech)), out_dir, progress=progress)
@@ -115,13 +126,24 @@ def obtain_lm_files(cfg: LibriSpeechLMConfig, dest_dir: str | os.PathLike, progr
                 verify_md5(src, md5, delete=False)  # the user's file: reported, never deleted
         else:
             url = f"{cfg.mirror.rstrip('/')}/{RESOURCE}/{name}"
-            src = download_file(url, Path(cfg.cache_dir) / name, md5=md5, retries=cfg.retries,
-                                backoff=cfg.backoff, timeout=cfg.timeout, progress=progress)
+            src = download_file(
+                url,
+                Path(cfg.cache_dir) / name,
+                md5=md5,
+                retries=cfg.retries,
+                backoff=cfg.backoff,
+                timeout=cfg.timeout,
+                progress=progress,
+            )
         if not md5:
             check_unverified(src)
         out.append(_place(src, dest_dir / name))
-        log.info("LibriSpeech LM file %s: %d bytes, %s", name, out[-1].stat().st_size,
-                 "md5 verified" if md5 else "no md5 given (gzip CRC checked where gzipped)")
+        log.info(
+            "LibriSpeech LM file %s: %d bytes, %s",
+            name,
+            out[-1].stat().st_size,
+            "md5 verified" if md5 else "no md5 given (gzip CRC checked where gzipped)",
+        )
     return out
 
 

@@ -13,6 +13,7 @@ from asr_core.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
+
 def config_from_dict(cls: type, d: Mapping[str, Any]):
     """Build the config dataclass ``cls`` from a plain mapping; unknown or missing keys raise, naming them."""
     if not isinstance(d, Mapping):

@@ -119,8 +119,7 @@ def fetch_tedlium(cfg: TedliumConfig, out_dir: Path, progress: bool = True) -> l
         for sub in ("stm", "sph"):
             if not (d / sub).is_dir():
                 raise FileNotFoundError(
-                    f"{d / sub}: TED-LIUM folder not found "
-                    f"(TedliumConfig.splits[{split!r}] = {cfg.splits[split]!r})"
+                    f"{d / sub}: TED-LIUM folder not found (TedliumConfig.splits[{split!r}] = {cfg.splits[split]!r})"
                 )
     items: list[SourceItem] = []
     for split, d in dirs.items():

@@ -110,12 +110,13 @@ class SynthConfig:
         elif isinstance(self.held_out_voices, int) and not isinstance(self.held_out_voices, bool):
             n_held = self.held_out_voices
         else:
-            raise ValueError(f"held_out_voices must be a count or a list of voices, "
-                             f"got {self.held_out_voices!r}")
+            raise ValueError(f"held_out_voices must be a count or a list of voices, got {self.held_out_voices!r}")
         n_voices = len(self.accents) * len(self.variants)
         if not 0 <= n_held < n_voices or (self.test_unseen_voice > 0 and n_held == 0):
-            raise ValueError(f"held_out_voices: need 1..{n_voices - 1} held-out voices "
-                             f"(test_unseen_voice={self.test_unseen_voice}), got {self.held_out_voices!r}")
+            raise ValueError(
+                f"held_out_voices: need 1..{n_voices - 1} held-out voices "
+                f"(test_unseen_voice={self.test_unseen_voice}), got {self.held_out_voices!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -149,6 +150,7 @@ class UttSpec:
 
 
 # ---------------------------------------------------------------------------- planning
+
 
 def _rng(*parts: object) -> random.Random:
     return random.Random("/".join(map(str, parts)))  # str seeds hash with sha512: stable across runs
@@ -210,21 +212,31 @@ def plan_split(cfg: SynthConfig, split: str, count: int | None = None) -> list[U
             if text not in seen and split_of_sentence(text) == split:
                 break
         else:
-            raise RuntimeError(f"{split}: no new sentence for item {index} after {_MAX_TRIES} draws "
-                               f"(words={cfg.words}); the grammar is exhausted for this range")
+            raise RuntimeError(
+                f"{split}: no new sentence for item {index} after {_MAX_TRIES} draws "
+                f"(words={cfg.words}); the grammar is exhausted for this range"
+            )
         seen.add(text)
         # voices go round in seeded blocks, so each speaks a fixed share
         if index % len(voices) == 0:
             block_perm = _rng(cfg.seed, "voices", split, index // len(voices)).sample(voices, len(voices))
         r = _rng(cfg.seed, "params", split, index)
-        specs.append(UttSpec(
-            utt_id=f"synth-{split}-{index:06d}", split=split, index=index, text=text,
-            voice=block_perm[index % len(voices)],
-            rate_wpm=r.randint(*cfg.rate_wpm), pitch=r.randint(*cfg.pitch), pitch_range=r.randint(*cfg.pitch_range),
-            margin_s=round(r.uniform(*cfg.margin_s), 3), gain_db=round(r.uniform(*cfg.gain_db), 2),
-            snr_db=None if cfg.snr_db is None else round(r.uniform(*cfg.snr_db), 1),
-            seed=_seed32(cfg.seed, "audio", split, index),
-        ))
+        specs.append(
+            UttSpec(
+                utt_id=f"synth-{split}-{index:06d}",
+                split=split,
+                index=index,
+                text=text,
+                voice=block_perm[index % len(voices)],
+                rate_wpm=r.randint(*cfg.rate_wpm),
+                pitch=r.randint(*cfg.pitch),
+                pitch_range=r.randint(*cfg.pitch_range),
+                margin_s=round(r.uniform(*cfg.margin_s), 3),
+                gain_db=round(r.uniform(*cfg.gain_db), 2),
+                snr_db=None if cfg.snr_db is None else round(r.uniform(*cfg.snr_db), 1),
+                seed=_seed32(cfg.seed, "audio", split, index),
+            )
+        )
     return specs
 
 
@@ -233,6 +245,7 @@ def plan_corpus(cfg: SynthConfig) -> list[UttSpec]:
 
 
 # ---------------------------------------------------------------------------- audio
+
 
 def render(samples: np.ndarray, spec: UttSpec, sample_rate: int = espeak.SAMPLE_RATE) -> np.ndarray:
     """espeak int16 output -> the stored int16 clip: fixed silence margins, gain, white noise.
@@ -245,9 +258,9 @@ def render(samples: np.ndarray, spec: UttSpec, sample_rate: int = espeak.SAMPLE_
     if loud.size == 0:
         raise ValueError(f"{spec.utt_id}: espeak produced silence for {spec.text!r} ({spec.voice})")
     margin = int(round(spec.margin_s * sample_rate))
-    speech = x[loud[0]:loud[-1] + 1]
+    speech = x[loud[0] : loud[-1] + 1]
     y = np.zeros(len(speech) + 2 * margin, dtype=np.float64)
-    y[margin:margin + len(speech)] = speech
+    y[margin : margin + len(speech)] = speech
     y *= 10.0 ** (spec.gain_db / 20.0)
     if spec.snr_db is not None:
         power = float(np.dot(speech, speech)) / len(y) * (10.0 ** (spec.gain_db / 10.0))  # int64: exact
@@ -309,9 +322,12 @@ def build_synthetic_corpus(cfg: SynthConfig, out_dir: Path, progress: bool = Tru
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])  # children fork from a server that imported, never ran, espeak
         # one shard per process; a worker that dies raises BrokenProcessPool here instead of hanging
-        with ProcessPoolExecutor(min(cfg.workers, len(jobs)), mp_context=ctx, initializer=_init_worker,
-                                 max_tasks_per_child=1) as pool, \
-                tqdm(total=len(specs), unit="utt", desc="synthesising", disable=not progress) as bar:
+        with (
+            ProcessPoolExecutor(
+                min(cfg.workers, len(jobs)), mp_context=ctx, initializer=_init_worker, max_tasks_per_child=1
+            ) as pool,
+            tqdm(total=len(specs), unit="utt", desc="synthesising", disable=not progress) as bar,
+        ):
             futures = [pool.submit(_synthesize_shard, job) for job in jobs]
             try:
                 for future in as_completed(futures):
@@ -324,8 +340,14 @@ def build_synthetic_corpus(cfg: SynthConfig, out_dir: Path, progress: bool = Tru
                 raise
     wall = time.perf_counter() - t0
     seconds = samples / espeak.SAMPLE_RATE
-    log.info("synthetic corpus: %d utterances, %.2f h of audio in %.1f s (plan %.1f s): %.0fx real time",
-             len(specs), seconds / 3600, wall, t_plan, seconds / max(wall, 1e-9))
+    log.info(
+        "synthetic corpus: %d utterances, %.2f h of audio in %.1f s (plan %.1f s): %.0fx real time",
+        len(specs),
+        seconds / 3600,
+        wall,
+        t_plan,
+        seconds / max(wall, 1e-9),
+    )
     atomic_write_json(out_dir / "synth_config.json", cfg.to_dict())
     write_jsonl(out_dir / "synth_params.jsonl", (asdict(s) for s in specs))
     return [SourceItem(utt_id=s.utt_id, split=s.split, audio=s.audio, text=s.text, speaker=s.voice) for s in specs]

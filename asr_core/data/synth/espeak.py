@@ -28,21 +28,81 @@ SAMPLE_RATE = 22050
 # English accents shipped in espeak-ng-data/lang/gmw, by the name espeak_SetVoiceByName
 # accepts ("en" is British English; "en-gb" is not accepted as a voice name).
 ACCENTS: tuple[str, ...] = (
-    "en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc",
+    "en-us",
+    "en",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-029",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-us-nyc",
 )
 # Voice variants (espeak-ng-data/voices/!v) that sound like plain speech. Left out: whisper,
 # croak, echo and robot effects (Demonic, RicishayMax*, robosoft*, UniRobot, anikaRobot,
 # announcer), near-voiceless ones (caleb), the test variant "fast", "Mr serious" (a space in
 # its name) and Storm (it forces en-us, which would mislabel the accent).
 FEMALE_VARIANTS: tuple[str, ...] = (
-    "f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda", "grandma", "linda",
-    "shelby", "steph", "steph2", "steph3",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "Alicia",
+    "Andrea",
+    "Annie",
+    "anika",
+    "aunty",
+    "belinda",
+    "grandma",
+    "linda",
+    "shelby",
+    "steph",
+    "steph2",
+    "steph3",
 )
 MALE_VARIANTS: tuple[str, ...] = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Alex", "Andy", "Denis", "Diogo", "Gene", "Henrique", "Hugo",
-    "Lee", "Mario", "Michael", "Mike", "Nguyen", "adam", "benjamin", "boris", "david", "edward", "grandpa",
-    "gustave", "iven3", "john", "klatt3", "marcelo", "max", "michel", "miguel", "norbert", "pablo", "paul",
-    "quincy", "rob", "robert", "travis", "victor",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "m8",
+    "Alex",
+    "Andy",
+    "Denis",
+    "Diogo",
+    "Gene",
+    "Henrique",
+    "Hugo",
+    "Lee",
+    "Mario",
+    "Michael",
+    "Mike",
+    "Nguyen",
+    "adam",
+    "benjamin",
+    "boris",
+    "david",
+    "edward",
+    "grandpa",
+    "gustave",
+    "iven3",
+    "john",
+    "klatt3",
+    "marcelo",
+    "max",
+    "michel",
+    "miguel",
+    "norbert",
+    "pablo",
+    "paul",
+    "quincy",
+    "rob",
+    "robert",
+    "travis",
+    "victor",
 )
 VARIANTS: tuple[str, ...] = FEMALE_VARIANTS + MALE_VARIANTS
 
@@ -88,8 +148,16 @@ class _Engine:
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         if not hasattr(lib, "espeak_ng_SetRandSeed"):
             raise EspeakError("this espeak-ng build lacks espeak_ng_SetRandSeed: its output cannot be reproduced")
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
@@ -124,8 +192,9 @@ def utterances_synthesised() -> int:
     return 0 if _engine is None else _engine.count
 
 
-def synthesize(text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, pitch_range: int = 50,
-               seed: int = 0) -> np.ndarray:
+def synthesize(
+    text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, pitch_range: int = 50, seed: int = 0
+) -> np.ndarray:
     """Speak ``text`` with ``voice`` ("en-us+f3"); return int16 samples at :data:`SAMPLE_RATE`."""
     if not RATE_LIMITS[0] <= rate_wpm <= RATE_LIMITS[1]:
         raise ValueError(f"rate_wpm {rate_wpm} outside espeak's range {RATE_LIMITS}")

@@ -21,25 +21,97 @@ _SILENT_H = {"hour", "honest", "honor", "heir"}
 
 # subject person/number -> present and past of "be"
 _BE = {"1s": ("am", "was"), "2": ("are", "were"), "3s": ("is", "was"), "1p": ("are", "were"), "3p": ("are", "were")}
-_NEG = {"am": "am not", "is": "isn't", "are": "aren't", "was": "wasn't", "were": "weren't", "do": "don't",
-        "does": "doesn't", "did": "didn't", "will": "won't", "has": "hasn't", "have": "haven't", "can": "can't",
-        "could": "couldn't", "should": "shouldn't", "would": "wouldn't", "might": "might not", "must": "must not"}
-_CONTRACT = {("i", "am"): "i'm", ("you", "are"): "you're", ("he", "is"): "he's", ("she", "is"): "she's",
-             ("we", "are"): "we're", ("they", "are"): "they're", ("i", "have"): "i've", ("you", "have"): "you've",
-             ("we", "have"): "we've", ("they", "have"): "they've"}
+_NEG = {
+    "am": "am not",
+    "is": "isn't",
+    "are": "aren't",
+    "was": "wasn't",
+    "were": "weren't",
+    "do": "don't",
+    "does": "doesn't",
+    "did": "didn't",
+    "will": "won't",
+    "has": "hasn't",
+    "have": "haven't",
+    "can": "can't",
+    "could": "couldn't",
+    "should": "shouldn't",
+    "would": "wouldn't",
+    "might": "might not",
+    "must": "must not",
+}
+_CONTRACT = {
+    ("i", "am"): "i'm",
+    ("you", "are"): "you're",
+    ("he", "is"): "he's",
+    ("she", "is"): "she's",
+    ("we", "are"): "we're",
+    ("they", "are"): "they're",
+    ("i", "have"): "i've",
+    ("you", "have"): "you've",
+    ("we", "have"): "we've",
+    ("they", "have"): "they've",
+}
 _MODALS = ("can", "could", "should", "would", "might", "must")
-_TENSES = {"present": 22, "past": 30, "future": 10, "going_to": 5, "progressive": 10, "past_progressive": 5,
-           "perfect": 8, "modal": 10}
-_TIME_FAMILY = {"past": "past", "past_progressive": "past", "future": "future", "going_to": "future",
-                "progressive": "future", "present": "habit"}  # perfect and modal take no time phrase
+_TENSES = {
+    "present": 22,
+    "past": 30,
+    "future": 10,
+    "going_to": 5,
+    "progressive": 10,
+    "past_progressive": 5,
+    "perfect": 8,
+    "modal": 10,
+}
+_TIME_FAMILY = {
+    "past": "past",
+    "past_progressive": "past",
+    "future": "future",
+    "going_to": "future",
+    "progressive": "future",
+    "present": "habit",
+}  # perfect and modal take no time phrase
 _PLACE_PREPS = ("in", "at", "near", "behind", "outside", "inside", "next to", "in front of", "opposite", "beside")
 _TIME_PHRASES = {
-    "past": ("yesterday", "last {period}", "last {day}", "{count} {units} ago", "a few {units} ago", "this {part}",
-             "in {year}", "on {day}", "on the {ordinal} of {month}", "at {clock}", "in {month}"),
-    "future": ("tomorrow", "tonight", "next {period}", "next {day}", "soon", "later", "on {day} {part}",
-               "at {clock}", "in {count} {units}", "on the {ordinal} of {month}", "this weekend"),
-    "habit": ("every {cycle}", "every {part}", "on {days}", "in the {part}", "at night", "in {season}",
-              "twice a {cycle}", "{few} times a {cycle}", "at {clock}", "at noon", "at midnight"),
+    "past": (
+        "yesterday",
+        "last {period}",
+        "last {day}",
+        "{count} {units} ago",
+        "a few {units} ago",
+        "this {part}",
+        "in {year}",
+        "on {day}",
+        "on the {ordinal} of {month}",
+        "at {clock}",
+        "in {month}",
+    ),
+    "future": (
+        "tomorrow",
+        "tonight",
+        "next {period}",
+        "next {day}",
+        "soon",
+        "later",
+        "on {day} {part}",
+        "at {clock}",
+        "in {count} {units}",
+        "on the {ordinal} of {month}",
+        "this weekend",
+    ),
+    "habit": (
+        "every {cycle}",
+        "every {part}",
+        "on {days}",
+        "in the {part}",
+        "at night",
+        "in {season}",
+        "twice a {cycle}",
+        "{few} times a {cycle}",
+        "at {clock}",
+        "at noon",
+        "at midnight",
+    ),
 }
 _SLOT = re.compile(r"\{(\w+)\}")
 _SLOTS = {  # slot -> filler, called with the builder
@@ -110,17 +182,53 @@ class _Builder:
         if det_style == "the":
             det = ("the",)
         elif det_style == "indef":
-            det = {"sg": ("a",), "pl": self.pick((("some",), ("two",), ("three",), ("many",), ("a", "few"), ("no",))),
-                   "mass": self.pick((("some",), ("no",), ("a", "lot", "of")))}[number]
+            det = {
+                "sg": ("a",),
+                "pl": self.pick((("some",), ("two",), ("three",), ("many",), ("a", "few"), ("no",))),
+                "mass": self.pick((("some",), ("no",), ("a", "lot", "of"))),
+            }[number]
         elif number == "sg":
-            det = self.weighted({("the",): 40, ("a",): 28, ("this",): 5, ("that",): 4, ("poss",): 12, ("name",): 5,
-                                 ("another",): 3, ("every",): 1})
+            det = self.weighted(
+                {
+                    ("the",): 40,
+                    ("a",): 28,
+                    ("this",): 5,
+                    ("that",): 4,
+                    ("poss",): 12,
+                    ("name",): 5,
+                    ("another",): 3,
+                    ("every",): 1,
+                }
+            )
         elif number == "pl":
-            det = self.weighted({("the",): 38, ("some",): 12, ("poss",): 12, ("num",): 12, ("these",): 4,
-                                 ("those",): 4, ("many",): 4, ("a", "few"): 4, ("several",): 3, ("name",): 3, (): 4})
+            det = self.weighted(
+                {
+                    ("the",): 38,
+                    ("some",): 12,
+                    ("poss",): 12,
+                    ("num",): 12,
+                    ("these",): 4,
+                    ("those",): 4,
+                    ("many",): 4,
+                    ("a", "few"): 4,
+                    ("several",): 3,
+                    ("name",): 3,
+                    (): 4,
+                }
+            )
         else:
-            det = self.weighted({("the",): 40, ("some",): 20, ("poss",): 10, ("name",): 4, ("a", "lot", "of"): 6,
-                                 ("this",): 4, ("more",): 4, (): 12})
+            det = self.weighted(
+                {
+                    ("the",): 40,
+                    ("some",): 20,
+                    ("poss",): 10,
+                    ("name",): 4,
+                    ("a", "lot", "of"): 6,
+                    ("this",): 4,
+                    ("more",): 4,
+                    (): 12,
+                }
+            )
         if det == ("poss",):
             det = (self.pick(lx.POSSESSIVES),)
             if self.p(0.12):
@@ -193,8 +301,9 @@ class _Builder:
         return _SLOT.sub(lambda m: _SLOTS[m.group(1)](self), self.pick(_TIME_PHRASES[family])).split()
 
     # ------------------------------------------------------------------ verb groups
-    def verb_group(self, verb: lx.Verb, subj: Phrase, tense: str, neg: bool = False,
-                   question: bool = False) -> tuple[list[str], list[str]]:
+    def verb_group(
+        self, verb: lx.Verb, subj: Phrase, tense: str, neg: bool = False, question: bool = False
+    ) -> tuple[list[str], list[str]]:
         """(aux, rest): a statement is subj + aux + rest, a question aux[0] + subj + aux[1:] + rest."""
         if question and neg and tense in ("modal", "progressive", "past_progressive", "going_to"):
             neg = False  # no "might you not", "am i not"
@@ -322,8 +431,7 @@ class _Builder:
         return self.question(aux, subj, rest) + self.verb_tail(verb) + self.adjuncts(tense, verb)
 
     def s_wh(self) -> list[str]:
-        form = self.weighted({"adverbial": 40, "object": 25, "subject": 15, "how_many": 10, "what_time": 5,
-                              "whose": 5})
+        form = self.weighted({"adverbial": 40, "object": 25, "subject": 15, "how_many": 10, "what_time": 5, "whose": 5})
         if form == "subject":  # "who broke the window"
             verb = self.pick(_WH_OBJECT_VERBS)
             aux, rest = self.verb_group(verb, Phrase(["who"]), self.pick(("past", "perfect", "future", "present")))
@@ -392,8 +500,7 @@ class _Builder:
         return ["there", _BE[np.person][self.r.randrange(2)], *np.words, *self.place()]
 
     def s_numbers(self) -> list[str]:
-        form = self.weighted({"buy": 3, "cost": 2, "took": 2, "born": 1, "age": 2, "date": 2, "leaves": 2,
-                              "count": 2})
+        form = self.weighted({"buy": 3, "cost": 2, "took": 2, "born": 1, "age": 2, "date": 2, "leaves": 2, "count": 2})
         if form == "buy":  # "mary bought twelve apples last week"
             verb = self.pick(_COUNTING_VERBS)
             noun = self.pick([n for k in verb.obj for n in lx.NOUNS[k] if n.countable])
@@ -429,15 +536,26 @@ class _Builder:
             if self.p(0.5):
                 words += ["to", self.pick(lx.CITIES)]
             return words + [self.pick(("leaves", "arrives", "left", "arrived")), "at", *self.clock_time().split()]
-        noun = self.pick([n for k in ("animal", "thing", "person", "vehicle", "plant") for n in lx.NOUNS[k]
-                          if n.countable])
+        noun = self.pick(
+            [n for k in ("animal", "thing", "person", "vehicle", "plant") for n in lx.NOUNS[k] if n.countable]
+        )
         return ["there", self.pick(("are", "were")), *self.number(2, 99).split(), noun.pl, *self.place()]
 
     def sentence(self) -> list[str]:
-        template = self.weighted({
-            self.s_statement: 34, self.s_compound: 8, self.s_conditional: 3, self.s_yes_no: 9, self.s_wh: 12,
-            self.s_imperative: 6, self.s_infinitive: 8, self.s_reported: 6, self.s_existential: 5, self.s_numbers: 9,
-        })
+        template = self.weighted(
+            {
+                self.s_statement: 34,
+                self.s_compound: 8,
+                self.s_conditional: 3,
+                self.s_yes_no: 9,
+                self.s_wh: 12,
+                self.s_imperative: 6,
+                self.s_infinitive: 8,
+                self.s_reported: 6,
+                self.s_existential: 5,
+                self.s_numbers: 9,
+            }
+        )
         words = template()
         if self.p(0.04):
             words = self.pick(lx.OPENERS).split() + words

@@ -14,6 +14,7 @@ from asr_core.text import out_of_alphabet
 
 # ---------------------------------------------------------------------------- nouns
 
+
 @dataclass(frozen=True)
 class Noun:
     sg: str
@@ -26,11 +27,29 @@ class Noun:
 
 
 _IRREGULAR_PLURAL = {
-    "child": "children", "woman": "women", "man": "men", "fisherman": "fishermen",
-    "policeman": "policemen", "mouse": "mice", "goose": "geese", "sheep": "sheep", "fish": "fish",
-    "deer": "deer", "wolf": "wolves", "knife": "knives", "loaf": "loaves", "shelf": "shelves",
-    "scarf": "scarves", "wife": "wives", "leaf": "leaves", "tomato": "tomatoes", "potato": "potatoes",
-    "person": "people", "tooth": "teeth", "foot": "feet", "hero": "heroes",
+    "child": "children",
+    "woman": "women",
+    "man": "men",
+    "fisherman": "fishermen",
+    "policeman": "policemen",
+    "mouse": "mice",
+    "goose": "geese",
+    "sheep": "sheep",
+    "fish": "fish",
+    "deer": "deer",
+    "wolf": "wolves",
+    "knife": "knives",
+    "loaf": "loaves",
+    "shelf": "shelves",
+    "scarf": "scarves",
+    "wife": "wives",
+    "leaf": "leaves",
+    "tomato": "tomatoes",
+    "potato": "potatoes",
+    "person": "people",
+    "tooth": "teeth",
+    "foot": "feet",
+    "hero": "heroes",
 }
 
 
@@ -103,6 +122,7 @@ ANIMATE = ("person", "animal")
 
 # ---------------------------------------------------------------------------- verbs
 
+
 @dataclass(frozen=True)
 class Verb:
     base: str
@@ -119,27 +139,68 @@ class Verb:
 
 
 _IRREGULAR_VERBS = {  # base: (past, participle)
-    "eat": ("ate", "eaten"), "drink": ("drank", "drunk"), "buy": ("bought", "bought"),
-    "sell": ("sold", "sold"), "bring": ("brought", "brought"), "take": ("took", "taken"),
-    "find": ("found", "found"), "lose": ("lost", "lost"), "hold": ("held", "held"),
-    "hide": ("hid", "hidden"), "keep": ("kept", "kept"), "break": ("broke", "broken"),
-    "draw": ("drew", "drawn"), "leave": ("left", "left"), "forget": ("forgot", "forgotten"),
-    "throw": ("threw", "thrown"), "catch": ("caught", "caught"), "choose": ("chose", "chosen"),
-    "steal": ("stole", "stolen"), "send": ("sent", "sent"), "see": ("saw", "seen"),
-    "read": ("read", "read"), "write": ("wrote", "written"), "drive": ("drove", "driven"),
-    "ride": ("rode", "ridden"), "meet": ("met", "met"), "teach": ("taught", "taught"),
-    "feed": ("fed", "fed"), "wear": ("wore", "worn"), "grow": ("grew", "grown"),
-    "cut": ("cut", "cut"), "understand": ("understood", "understood"), "sing": ("sang", "sung"),
-    "sleep": ("slept", "slept"), "swim": ("swam", "swum"), "run": ("ran", "run"),
-    "sit": ("sat", "sat"), "stand": ("stood", "stood"), "go": ("went", "gone"),
-    "come": ("came", "come"), "fly": ("flew", "flown"), "fall": ("fell", "fallen"),
-    "make": ("made", "made"), "build": ("built", "built"), "tell": ("told", "told"),
-    "hear": ("heard", "heard"), "win": ("won", "won"), "lend": ("lent", "lent"),
-    "spend": ("spent", "spent"), "begin": ("began", "begun"), "think": ("thought", "thought"),
-    "get": ("got", "gotten"), "shake": ("shook", "shaken"), "dig": ("dug", "dug"),
-    "put": ("put", "put"), "hang": ("hung", "hung"), "say": ("said", "said"),
-    "know": ("knew", "known"), "feel": ("felt", "felt"),
-    "wake": ("woke", "woken"), "forgive": ("forgave", "forgiven"), "pay": ("paid", "paid"),
+    "eat": ("ate", "eaten"),
+    "drink": ("drank", "drunk"),
+    "buy": ("bought", "bought"),
+    "sell": ("sold", "sold"),
+    "bring": ("brought", "brought"),
+    "take": ("took", "taken"),
+    "find": ("found", "found"),
+    "lose": ("lost", "lost"),
+    "hold": ("held", "held"),
+    "hide": ("hid", "hidden"),
+    "keep": ("kept", "kept"),
+    "break": ("broke", "broken"),
+    "draw": ("drew", "drawn"),
+    "leave": ("left", "left"),
+    "forget": ("forgot", "forgotten"),
+    "throw": ("threw", "thrown"),
+    "catch": ("caught", "caught"),
+    "choose": ("chose", "chosen"),
+    "steal": ("stole", "stolen"),
+    "send": ("sent", "sent"),
+    "see": ("saw", "seen"),
+    "read": ("read", "read"),
+    "write": ("wrote", "written"),
+    "drive": ("drove", "driven"),
+    "ride": ("rode", "ridden"),
+    "meet": ("met", "met"),
+    "teach": ("taught", "taught"),
+    "feed": ("fed", "fed"),
+    "wear": ("wore", "worn"),
+    "grow": ("grew", "grown"),
+    "cut": ("cut", "cut"),
+    "understand": ("understood", "understood"),
+    "sing": ("sang", "sung"),
+    "sleep": ("slept", "slept"),
+    "swim": ("swam", "swum"),
+    "run": ("ran", "run"),
+    "sit": ("sat", "sat"),
+    "stand": ("stood", "stood"),
+    "go": ("went", "gone"),
+    "come": ("came", "come"),
+    "fly": ("flew", "flown"),
+    "fall": ("fell", "fallen"),
+    "make": ("made", "made"),
+    "build": ("built", "built"),
+    "tell": ("told", "told"),
+    "hear": ("heard", "heard"),
+    "win": ("won", "won"),
+    "lend": ("lent", "lent"),
+    "spend": ("spent", "spent"),
+    "begin": ("began", "begun"),
+    "think": ("thought", "thought"),
+    "get": ("got", "gotten"),
+    "shake": ("shook", "shaken"),
+    "dig": ("dug", "dug"),
+    "put": ("put", "put"),
+    "hang": ("hung", "hung"),
+    "say": ("said", "said"),
+    "know": ("knew", "known"),
+    "feel": ("felt", "felt"),
+    "wake": ("woke", "woken"),
+    "forgive": ("forgave", "forgiven"),
+    "pay": ("paid", "paid"),
 }
 _DOUBLE_FINAL = set(
     "stop drop shop plan hug jog chat grab beg rob nod skip clap drag wrap tap trip admit prefer "
@@ -185,8 +246,19 @@ def make_verb(base: str, subj: tuple[str, ...], obj: tuple[str, ...] = (), prep:
 _H = ("person",)
 _FOOD = ("food",)
 _GOODS = PORTABLE + ("instrument", "vehicle", "furniture")
-_SEEABLE = ("person", "animal", "vehicle", "thing", "container", "furniture", "fixture", "clothing",
-            "instrument", "plant", "place")
+_SEEABLE = (
+    "person",
+    "animal",
+    "vehicle",
+    "thing",
+    "container",
+    "furniture",
+    "fixture",
+    "clothing",
+    "instrument",
+    "plant",
+    "place",
+)
 
 # (verbs, subject kinds, object kinds, preposition)
 _VERB_TABLE: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = [
@@ -194,8 +266,13 @@ _VERB_TABLE: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = [
     ("drink", ANIMATE, ("drink",), ""),
     ("cook bake prepare taste share order", _H, _FOOD, ""),
     ("buy sell want need like love borrow choose deliver", _H, _GOODS, ""),
-    ("find lose carry bring take hold drop hide keep move check steal return forget remember "
-     "collect count send receive wrap", _H, PORTABLE, ""),
+    (
+        "find lose carry bring take hold drop hide keep move check steal return forget remember "
+        "collect count send receive wrap",
+        _H,
+        PORTABLE,
+        "",
+    ),
     ("clean fix break paint polish repair", _H, ("thing", "container", "instrument", "furniture"), ""),
     ("open close", _H, ("container", "fixture", "readable"), ""),
     ("paint fix repair clean", _H, ("fixture",), ""),
@@ -214,8 +291,12 @@ _VERB_TABLE: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = [
     ("wear iron fold wash", _H, ("clothing",), ""),
     ("play tune", _H, ("instrument",), ""),
     ("plant water pick grow cut", _H, ("plant",), ""),
-    ("discuss explain understand describe remember forget share solve answer change accept "
-     "ignore suggest", _H, ("abstract",), ""),
+    (
+        "discuss explain understand describe remember forget share solve answer change accept ignore suggest",
+        _H,
+        ("abstract",),
+        "",
+    ),
     ("attend enjoy miss organize plan cancel watch", _H, ("event",), ""),
     ("need want like love share ignore accept forget remember find lose", _H, ("info",), ""),
     ("look", ANIMATE, _SEEABLE, "at"),
@@ -259,8 +340,7 @@ TO_VERBS: tuple[Verb, ...] = tuple(
     make_verb(v, _H) for v in "want need try decide hope plan forget promise like refuse agree learn".split()
 )
 SAY_VERBS: tuple[Verb, ...] = tuple(
-    make_verb(v, _H)
-    for v in "say think know believe hear feel explain remember notice suspect guess claim".split()
+    make_verb(v, _H) for v in "say think know believe hear feel explain remember notice suspect guess claim".split()
 )
 
 
@@ -270,8 +350,10 @@ SAY_VERBS: tuple[Verb, ...] = tuple(
 # and after "is/seems" ("predicative"). ADJ_ORDER is English adjective order, so two
 # adjectives come out as "the big old wooden box".
 ADJECTIVES: dict[str, tuple[str, ...]] = {
-    "opinion": tuple("""nice lovely beautiful strange wonderful terrible perfect ordinary famous
-        expensive cheap precious fancy simple pretty ugly excellent awful special""".split()),
+    "opinion": tuple(
+        """nice lovely beautiful strange wonderful terrible perfect ordinary famous
+        expensive cheap precious fancy simple pretty ugly excellent awful special""".split()
+    ),
     "size": tuple("big small large tiny huge little tall short long heavy light narrow wide".split()),
     "age": tuple("old new young ancient modern".split()),
     "color": tuple("red blue green yellow white black brown gray pink purple golden silver dark bright".split()),
@@ -281,12 +363,16 @@ ADJECTIVES: dict[str, tuple[str, ...]] = {
     "temperature": tuple("warm cold hot cool".split()),
     "bustle": tuple("quiet noisy busy crowded peaceful".split()),
     "food": tuple("fresh ripe sweet sour spicy delicious salty bitter crunchy tasty".split()),
-    "mood": tuple("""hungry tired happy sad angry friendly clever brave shy kind polite lazy nervous
+    "mood": tuple(
+        """hungry tired happy sad angry friendly clever brave shy kind polite lazy nervous
         proud calm curious patient rich poor honest gentle lonely cheerful sleepy worried
-        excited bored careful grumpy""".split()),
+        excited bored careful grumpy""".split()
+    ),
     "animal": tuple("wild tame fluffy noisy sleepy hungry playful".split()),
-    "abstract": tuple("""important difficult easy simple interesting boring serious funny strange
-        clever silly brilliant secret useful terrible""".split()),
+    "abstract": tuple(
+        """important difficult easy simple interesting boring serious funny strange
+        clever silly brilliant secret useful terrible""".split()
+    ),
 }
 # per-kind narrowing of a group ("a tall teacher", not "a wide teacher"; "a young dog", "an ancient castle")
 ADJ_OVERRIDES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -300,8 +386,19 @@ ADJ_OVERRIDES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 for (_kind, _group), _words in ADJ_OVERRIDES.items():
     assert set(_words) <= set(ADJECTIVES[_group]), (_kind, _group)
-for _kind in ("vehicle", "thing", "container", "furniture", "fixture", "readable", "clothing", "instrument",
-              "place", "event", "abstract"):
+for _kind in (
+    "vehicle",
+    "thing",
+    "container",
+    "furniture",
+    "fixture",
+    "readable",
+    "clothing",
+    "instrument",
+    "place",
+    "event",
+    "abstract",
+):
     ADJ_OVERRIDES.setdefault((_kind, "age"), ("old", "new", "ancient", "modern"))
 
 
@@ -309,8 +406,21 @@ def adjectives_for(kind: str, group: str) -> tuple[str, ...]:
     return ADJ_OVERRIDES.get((kind, group), ADJECTIVES[group])
 
 
-ADJ_ORDER = ("opinion", "size", "mood", "animal", "food", "condition", "fullness", "temperature",
-             "bustle", "abstract", "age", "color", "material")
+ADJ_ORDER = (
+    "opinion",
+    "size",
+    "mood",
+    "animal",
+    "food",
+    "condition",
+    "fullness",
+    "temperature",
+    "bustle",
+    "abstract",
+    "age",
+    "color",
+    "material",
+)
 KIND_ADJ_GROUPS: dict[str, tuple[str, ...]] = {
     "person": ("opinion", "size", "age", "mood"),
     "animal": ("size", "age", "color", "animal"),
@@ -331,20 +441,50 @@ KIND_ADJ_GROUPS: dict[str, tuple[str, ...]] = {
     "info": ("opinion", "abstract"),
 }
 PREDICATIVE_GROUPS: dict[str, tuple[str, ...]] = {
-    "person": ("mood",), "animal": ("animal", "mood"), "food": ("food", "temperature"),
-    "drink": ("food", "temperature"), "vehicle": ("condition", "bustle", "opinion"),
-    "thing": ("condition", "opinion"), "container": ("condition", "fullness"),
-    "furniture": ("condition", "opinion"), "fixture": ("condition",), "readable": ("abstract",),
-    "clothing": ("condition", "opinion"), "instrument": ("opinion",), "plant": ("opinion", "size"),
-    "place": ("bustle", "temperature", "opinion"), "event": ("abstract", "opinion"),
-    "abstract": ("abstract",), "info": ("abstract", "opinion"),
+    "person": ("mood",),
+    "animal": ("animal", "mood"),
+    "food": ("food", "temperature"),
+    "drink": ("food", "temperature"),
+    "vehicle": ("condition", "bustle", "opinion"),
+    "thing": ("condition", "opinion"),
+    "container": ("condition", "fullness"),
+    "furniture": ("condition", "opinion"),
+    "fixture": ("condition",),
+    "readable": ("abstract",),
+    "clothing": ("condition", "opinion"),
+    "instrument": ("opinion",),
+    "plant": ("opinion", "size"),
+    "place": ("bustle", "temperature", "opinion"),
+    "event": ("abstract", "opinion"),
+    "abstract": ("abstract",),
+    "info": ("abstract", "opinion"),
 }
 COMPARATIVES = {
-    "big": "bigger", "small": "smaller", "old": "older", "young": "younger", "tall": "taller",
-    "short": "shorter", "long": "longer", "fast": "faster", "slow": "slower", "cheap": "cheaper",
-    "warm": "warmer", "cold": "colder", "happy": "happier", "busy": "busier", "quiet": "quieter",
-    "clean": "cleaner", "heavy": "heavier", "easy": "easier", "strong": "stronger", "large": "larger",
-    "new": "newer", "sweet": "sweeter", "fresh": "fresher", "noisy": "noisier", "wide": "wider",
+    "big": "bigger",
+    "small": "smaller",
+    "old": "older",
+    "young": "younger",
+    "tall": "taller",
+    "short": "shorter",
+    "long": "longer",
+    "fast": "faster",
+    "slow": "slower",
+    "cheap": "cheaper",
+    "warm": "warmer",
+    "cold": "colder",
+    "happy": "happier",
+    "busy": "busier",
+    "quiet": "quieter",
+    "clean": "cleaner",
+    "heavy": "heavier",
+    "easy": "easier",
+    "strong": "stronger",
+    "large": "larger",
+    "new": "newer",
+    "sweet": "sweeter",
+    "fresh": "fresher",
+    "noisy": "noisier",
+    "wide": "wider",
 }
 # comparatives that make sense per kind
 KIND_COMPARATIVES: dict[str, tuple[str, ...]] = {
@@ -357,32 +497,44 @@ KIND_COMPARATIVES: dict[str, tuple[str, ...]] = {
     "readable": ("long", "short", "old", "new", "easy"),
 }
 
-ADVERBS_MANNER = tuple("""quickly slowly carefully quietly loudly happily sadly politely patiently
+ADVERBS_MANNER = tuple(
+    """quickly slowly carefully quietly loudly happily sadly politely patiently
     gently suddenly easily nervously proudly secretly angrily calmly eagerly badly well early late
-    together again alone""".split())
+    together again alone""".split()
+)
 ADVERBS_FREQUENCY = tuple("always usually often sometimes never rarely seldom".split())
-ADVERBS_SENTENCE = tuple("""suddenly finally luckily unfortunately actually honestly apparently
-    surprisingly meanwhile later afterwards""".split())
+ADVERBS_SENTENCE = tuple(
+    """suddenly finally luckily unfortunately actually honestly apparently
+    surprisingly meanwhile later afterwards""".split()
+)
 DEGREE = tuple("very quite really rather extremely too so".split())
 
 
 # ---------------------------------------------------------------------------- names, places, time
 
-FIRST_NAMES = tuple("""james john robert michael william david richard thomas charles daniel matthew
+FIRST_NAMES = tuple(
+    """james john robert michael william david richard thomas charles daniel matthew
     anthony mark paul steven andrew joshua kevin brian george edward peter henry jack oliver harry
     samuel benjamin lucas noah liam ethan simon martin frank arthur mary patricia jennifer linda
     elizabeth barbara susan jessica sarah karen nancy lisa margaret sandra emily donna michelle carol
     amanda laura rachel emma olivia sophia charlotte amelia grace lucy hannah alice helen anna rose
-    ruth clara julia maria kate ellen victoria sophie jane""".split())
-SURNAMES = tuple("""smith jones brown taylor wilson johnson davies evans roberts walker wright
+    ruth clara julia maria kate ellen victoria sophie jane""".split()
+)
+SURNAMES = tuple(
+    """smith jones brown taylor wilson johnson davies evans roberts walker wright
     robinson thompson white hughes edwards green hall wood harris martin jackson clarke lewis
-    baker cooper turner parker morgan miller""".split())
+    baker cooper turner parker morgan miller""".split()
+)
 TITLES = tuple("mister doctor professor miss captain".split())
-CITIES = tuple("""london paris rome berlin madrid tokyo boston chicago dublin sydney toronto vienna
+CITIES = tuple(
+    """london paris rome berlin madrid tokyo boston chicago dublin sydney toronto vienna
     prague lisbon cairo athens oslo amsterdam edinburgh glasgow manchester seattle denver houston
-    atlanta montreal venice florence""".split())
-COUNTRIES = tuple("""france spain italy germany canada mexico brazil japan china india egypt ireland
-    scotland wales england australia norway sweden poland greece portugal peru chile kenya""".split())
+    atlanta montreal venice florence""".split()
+)
+COUNTRIES = tuple(
+    """france spain italy germany canada mexico brazil japan china india egypt ireland
+    scotland wales england australia norway sweden poland greece portugal peru chile kenya""".split()
+)
 
 DAYS = tuple("monday tuesday wednesday thursday friday saturday sunday".split())
 MONTHS = tuple("january february march april may june july august september october november december".split())
@@ -391,16 +543,24 @@ SEASONS = tuple("spring summer autumn winter".split())
 TIMES_OF_DAY = tuple("morning afternoon evening night".split())
 UNITS = tuple("dollar pound minute hour day week month year mile".split())
 OPENERS = ("well", "oh", "yes", "no", "okay", "perhaps", "maybe", "of course", "in fact", "by the way")
-TIME_WORDS = tuple("""yesterday today tomorrow tonight last next ago already just yet still soon now
-    later noon midnight weekend times twice once born home back time""".split())
+TIME_WORDS = tuple(
+    """yesterday today tomorrow tonight last next ago already just yet still soon now
+    later noon midnight weekend times twice once born home back time""".split()
+)
 # words used by fixed templates: "my favorite coat", "costs ten dollars and five cents", "a lot of",
 # "what time does the concert begin", "the dog seems hungry"
-TEMPLATE_WORDS = tuple("""favorite cost costs lot more cent cents begin start end leave arrive leaves
-    arrives left arrived seem seems seemed look looks looked feel feels felt""".split())
+TEMPLATE_WORDS = tuple(
+    """favorite cost costs lot more cent cents begin start end leave arrive leaves
+    arrives left arrived seem seems seemed look looks looked feel feels felt""".split()
+)
 
 PRONOUNS = {  # subject: (object, possessive, person/number for agreement)
-    "i": ("me", "my", "1s"), "you": ("you", "your", "2"), "he": ("him", "his", "3s"),
-    "she": ("her", "her", "3s"), "we": ("us", "our", "1p"), "they": ("them", "their", "3p"),
+    "i": ("me", "my", "1s"),
+    "you": ("you", "your", "2"),
+    "he": ("him", "his", "3s"),
+    "she": ("her", "her", "3s"),
+    "we": ("us", "our", "1p"),
+    "they": ("them", "their", "3p"),
 }
 POSSESSIVES = ("my", "your", "his", "her", "our", "their")
 
@@ -408,8 +568,13 @@ _ONES = """zero one two three four five six seven eight nine ten eleven twelve t
     sixteen seventeen eighteen nineteen""".split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _ORDINALS = {
-    "one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-    "nine": "ninth", "twelve": "twelfth",
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
 }
 
 
@@ -456,7 +621,8 @@ def year_words(y: int) -> str:
 
 # ---------------------------------------------------------------------------- function words
 
-FUNCTION_WORDS = tuple("""the a an this that these those some many few several every no any each
+FUNCTION_WORDS = tuple(
+    """the a an this that these those some many few several every no any each
     another all both other one and but or so because although while when before after if until
     unless since than then there here to of in on at by for with from about into onto over under
     near behind beside between across along around inside outside through past without during
@@ -464,7 +630,8 @@ FUNCTION_WORDS = tuple("""the a an this that these those some many few several e
     can could should must might may shall not it its it's i'm you're he's she's we're they're
     i've you've we've they've i'll you'll he'll she'll we'll they'll i'd let's don't doesn't didn't
     won't isn't aren't wasn't weren't hasn't haven't can't couldn't shouldn't wouldn't what where
-    why who whose which how much please o'clock half quarter""".split())
+    why who whose which how much please o'clock half quarter""".split()
+)
 
 
 def vocabulary() -> frozenset[str]:
@@ -485,9 +652,24 @@ def vocabulary() -> frozenset[str]:
         words.update(group)
     words.update(COMPARATIVES)
     words.update(COMPARATIVES.values())
-    for seq in (ADVERBS_MANNER, ADVERBS_FREQUENCY, ADVERBS_SENTENCE, DEGREE, FIRST_NAMES, SURNAMES,
-                TITLES, CITIES, COUNTRIES, DAYS, MONTHS, SEASONS, POSSESSIVES, TIMES_OF_DAY, TIME_WORDS,
-                TEMPLATE_WORDS):
+    for seq in (
+        ADVERBS_MANNER,
+        ADVERBS_FREQUENCY,
+        ADVERBS_SENTENCE,
+        DEGREE,
+        FIRST_NAMES,
+        SURNAMES,
+        TITLES,
+        CITIES,
+        COUNTRIES,
+        DAYS,
+        MONTHS,
+        SEASONS,
+        POSSESSIVES,
+        TIMES_OF_DAY,
+        TIME_WORDS,
+        TEMPLATE_WORDS,
+    ):
         words.update(seq)
     words.update(plural(d) for d in DAYS)
     words.update(UNITS)

@@ -18,7 +18,7 @@ from asr_core.models.rnnt.predictor import Predictor
 class Transducer(nn.Module):
     """``forward(x, x_lens, y, y_lens) -> loss``; ``lattice`` for the logits."""
 
-    transducer = True  # what the stages dispatch on (a CTCModel has no such attribute)
+    kind = "transducer"  # the objective that trains and decodes it (a CTCModel's is "ctc")
 
     def __init__(self, encoder: RNNTEncoder, predictor: Predictor, joint: Joint, blank: int = 0,
                  ctc_head: nn.Linear | None = None, ctc_weight: float = 0.0) -> None:

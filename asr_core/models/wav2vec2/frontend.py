@@ -10,8 +10,9 @@ Conv outputs at t < length only read valid inputs (no padding in the convs).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +65,8 @@ class WaveformFeatures(nn.Module):
     Samples past each length are zeroed; with ``normalize`` each utterance is normalised over
     its own valid samples (variance with ``eps`` 1e-5, as fairseq's ``layer_norm`` on the wave).
     """
+
+    feature_dim = None  # the encoder reads (B, S) samples, not (B, N, T) features
 
     def __init__(self, cfg: WaveformConfig | None = None) -> None:
         super().__init__()

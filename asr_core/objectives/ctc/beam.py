@@ -1,4 +1,4 @@
-"""Beam search with the lm stage's LM inside the evaluate stage: settings, dev-only tuning, decoding.
+"""CTC beam search with the lm stage's LM: evaluation settings, dev-only tuning, decoding, CLI options.
 
 ``evaluate.lm`` (null: greedy only)::
 
@@ -37,8 +37,10 @@ class BeamEvalSettings:
 
     def __post_init__(self) -> None:
         if not self.tune_split or self.tune_split.startswith("test"):
-            raise ValueError(f"evaluate.lm.tune_split: tuning on {self.tune_split!r} is refused: "
-                             f"tune on a dev split, never on a test split")
+            raise ValueError(
+                f"evaluate.lm.tune_split: tuning on {self.tune_split!r} is refused: "
+                f"tune on a dev split, never on a test split"
+            )
         if self.tune_utterances is not None and (not isinstance(self.tune_utterances, int) or self.tune_utterances < 1):
             raise ValueError(f"evaluate.lm.tune_utterances must be null or an int >= 1, got {self.tune_utterances!r}")
         for name in ("lm_weights", "word_scores"):
@@ -80,31 +82,48 @@ class BeamEvaluation:
         if not chosen:
             raise ValueError(f"evaluate.lm.tune_split {self.settings.tune_split!r} has no utterances to tune on")
         t0 = time.perf_counter()
-        res = tune_weights(self.decoder, [t.log_probs for t in chosen], [t.ref for t in chosen],
-                           self.settings.lm_weights, self.settings.word_scores)
+        res = tune_weights(
+            self.decoder,
+            [t.log_probs for t in chosen],
+            [t.ref for t in chosen],
+            self.settings.lm_weights,
+            self.settings.word_scores,
+        )
         self.decoder = self.decoder.with_weights(res["lm_weight"], res["word_score"])
-        self.result = {"lm_file": str(self.lm_path), "beam_size": self.settings.beam_size,
-                       "tune_split": self.settings.tune_split, "tune_utterances": len(chosen),
-                       "lm_weight": res["lm_weight"], "word_score": res["word_score"], "tune_wer": res["wer"],
-                       "tune_seconds": round(time.perf_counter() - t0, 2), "grid": res["grid"]}
-        print(f"evaluate: beam tuning on {len(chosen)} {self.settings.tune_split} utterances: "
-              f"lm_weight {res['lm_weight']}, word_score {res['word_score']} (WER {100 * res['wer']:.2f}%)")
+        self.result = {
+            "lm_file": str(self.lm_path),
+            "beam_size": self.settings.beam_size,
+            "tune_split": self.settings.tune_split,
+            "tune_utterances": len(chosen),
+            "lm_weight": res["lm_weight"],
+            "word_score": res["word_score"],
+            "tune_wer": res["wer"],
+            "tune_seconds": round(time.perf_counter() - t0, 2),
+            "grid": res["grid"],
+        }
+        print(
+            f"evaluate: beam tuning on {len(chosen)} {self.settings.tune_split} utterances: "
+            f"lm_weight {res['lm_weight']}, word_score {res['word_score']} (WER {100 * res['wer']:.2f}%)"
+        )
         return self.result
 
     def score(self, transcripts: Sequence) -> tuple[list[list], dict]:
         """Beam-decode a split: its TSV rows (the evaluate layout) and its report entry."""
-        from asr_core.decoding import corpus_errors, utterance_errors
+        from asr_core.decoding import corpus_errors
+        from asr_core.objectives.report import score_rows
 
         hyps, rtf = self.decode(transcripts)
-        rows = []
-        for t, h in zip(transcripts, hyps):
-            e = utterance_errors(t.ref, h)
-            rows.append([t.utt_id, t.ref, h, e.word_errors, e.words, e.char_errors, e.chars])
+        rows = score_rows(transcripts, hyps)
         scores = corpus_errors((t.ref, h) for t, h in zip(transcripts, hyps))
-        entry = {"wer": round(scores["wer"], 6), "cer": round(scores["cer"], 6),
-                 "decode_seconds_per_audio_second": round(rtf, 6)}
-        print(f"evaluate:   beam+LM: WER {100 * scores['wer']:.2f}%  CER {100 * scores['cer']:.2f}%  "
-              f"({1000 * rtf:.2f} ms of decoding per audio second)")
+        entry = {
+            "wer": round(scores["wer"], 6),
+            "cer": round(scores["cer"], 6),
+            "decode_seconds_per_audio_second": round(rtf, 6),
+        }
+        print(
+            f"evaluate:   beam+LM: WER {100 * scores['wer']:.2f}%  CER {100 * scores['cer']:.2f}%  "
+            f"({1000 * rtf:.2f} ms of decoding per audio second)"
+        )
         return rows, entry
 
     def decode(self, transcripts: Sequence) -> tuple[list[str], float]:
@@ -124,18 +143,6 @@ def beam_evaluation(section: dict | None, vocab) -> BeamEvaluation | None:
     if not isinstance(section, dict):
         raise ValueError(f"evaluate.lm must be a mapping or null, got {section!r}")
     return BeamEvaluation(BeamEvalSettings.from_dict(section), vocab)
-
-
-def log_beam(tr, report: dict, out_dir: Path, splits: Sequence[str]) -> None:
-    """MLflow: the chosen weights as params, the whole grid as a JSON artifact, the beam TSVs."""
-    if "beam" not in report:
-        return
-    b = report["beam"]
-    tr.log_params({"lm_weight": b["lm_weight"], "word_score": b["word_score"], "tune_split": b["tune_split"]},
-                  prefix="beam.chosen.")
-    tr.log_dict(b, "eval/beam_tuning.json")
-    for split in splits:
-        tr.log_artifact(out_dir / f"{split}.beam.tsv", artifact_path="eval")
 
 
 def add_lm_args(p) -> None:

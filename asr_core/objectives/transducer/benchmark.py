@@ -1,8 +1,8 @@
-"""The benchmark stage for a transducer (called by tasks/benchmark.py for family ``rnnt``).
+"""The streaming benchmark of a transducer, per backend.
 
-Per backend in ``benchmark.rnnt.backends`` (torch, onnxruntime, openvino; CPU, ``threads``):
+Per backend in ``benchmark.transducer.backends`` (torch, onnxruntime, openvino; CPU, ``threads``):
 the streaming benchmark of :mod:`asr_core.bench.rnnt_stream` over the first
-``benchmark.rnnt.max_utterances`` of the ``benchmark.wer`` split, with the default chunk:
+``benchmark.transducer.max_utterances`` of the ``benchmark.wer`` split, with the default chunk:
 WER, mean encoder / prediction / joint time per call, audio s/s, chunk latency p50/p99.
 Cells are ``cpu/<backend>/stream`` (``rtfx`` = audio s/s, so the nightly regression rules
 apply); ``wer`` per ``cpu/<backend>``. ``--preset rnnt:e6d2`` times random weights (2048
@@ -19,44 +19,51 @@ from typing import Any
 
 import torch
 
-RNNT_DEFAULTS = {"backends": ["torch", "onnxruntime", "openvino"], "chunk_frames": 10, "max_symbols": 5,
-                 "max_utterances": 50, "warmup": 1}
-
-
-def is_transducer(model_path: str | None, preset: str | None) -> bool:
-    if preset:
-        return preset.partition(":")[0] == "rnnt"
-    if model_path and Path(model_path).is_file():
-        from asr_core.train.checkpoint import read_model_file
-
-        return read_model_file(model_path).get("family") == "rnnt"
-    return False
+RNNT_DEFAULTS = {
+    "backends": ["torch", "onnxruntime", "openvino"],
+    "chunk_frames": 10,
+    "max_symbols": 5,
+    "max_utterances": 50,
+    "warmup": 1,
+}
 
 
 def _table(report: dict) -> str:
-    rows = ["| backend | WER | encoder ms/call | prediction ms/call | joint ms/call | audio s/s | chunk p50 ms | "
-            "chunk p99 ms |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| backend | WER | encoder ms/call | prediction ms/call | joint ms/call | audio s/s | chunk p50 ms | "
+        "chunk p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for cell, m in report["cells"].items():
         wer = f"{100 * m['wer']:.2f}%" if m.get("wer") is not None else "-"
-        rows.append(f"| {cell.split('/')[1]} | {wer} | {m['encoder_ms']} | {m['predictor_ms']} | {m['joint_ms']} | "
-                    f"{m['audio_s_per_s']} | {m['chunk_p50_ms']} | {m['chunk_p99_ms']} |")
+        rows.append(
+            f"| {cell.split('/')[1]} | {wer} | {m['encoder_ms']} | {m['predictor_ms']} | {m['joint_ms']} | "
+            f"{m['audio_s_per_s']} | {m['chunk_p50_ms']} | {m['chunk_p99_ms']} |"
+        )
     return "\n".join(rows) + "\n"
 
 
-def run_transducer(section: dict, *, model_path: str | None, exports: str | None, out_dir: str | Path,
-                   preset: str | None = None, log=print) -> dict[str, Any]:
+def benchmark(
+    section: dict,
+    *,
+    model_path: str | None,
+    exports: str | None,
+    out_dir: str | Path,
+    preset: str | None = None,
+    log=print,
+) -> dict[str, Any]:
     from asr_core.bench.measure import machine_facts
     from asr_core.bench.rnnt_stream import IdVocab, stream_benchmark
-    from asr_core.decoding.rnnt_infer import read_wave
+    from asr_core.data.audio import read_wave
     from asr_core.decoding.rnnt_stream import TorchBackend
     from asr_core.export.rnnt_runtime import load_backend
     from asr_core.io.atomic import atomic_write_text
     from asr_core.io.jsonl import read_jsonl
 
-    opts = {**RNNT_DEFAULTS, **(section.get("rnnt") or {})}
+    opts = {**RNNT_DEFAULTS, **(section.get("transducer") or {})}
     unknown = sorted(set(opts) - set(RNNT_DEFAULTS))
     if unknown:
-        raise ValueError(f"benchmark.rnnt: unknown key(s) {unknown}; known: {sorted(RNNT_DEFAULTS)}")
+        raise ValueError(f"benchmark.transducer: unknown key(s) {unknown}; known: {sorted(RNNT_DEFAULTS)}")
     threads = int(section.get("threads", 2))
     torch.set_num_threads(threads)
     w = {"manifest_dir": "data/prepared", "split": "test", **(section.get("wer") or {})}
@@ -74,37 +81,64 @@ def run_transducer(section: dict, *, model_path: str | None, exports: str | None
             model = build_model("rnnt", name, 2048).eval()
             with torch.no_grad():  # random weights would emit up to max_symbols tokens on every frame: make
                 model.joint.fc2.bias[model.blank] += 8.0  # the search mostly blank, as a trained model's is
-            features, vocab, what = RNNTFilterbank(rnnt_features_config()).eval(), IdVocab(), f"rnnt {name} (random weights)"
+            features, vocab, what = (
+                RNNTFilterbank(rnnt_features_config()).eval(),
+                IdVocab(),
+                f"rnnt {name} (random weights)",
+            )
             if set(opts["backends"]) - {"torch"}:
                 export_rnnt(model, tmp)
                 write_meta(model, tmp)
             export_dir = Path(tmp)
         else:
-            from asr_core.train.checkpoint import load_model
+            from asr_core.models.artifact import load_model
 
             model, features, vocab = load_model(model_path)
             what, export_dir = str(model_path), Path(exports) if exports else None
             if set(opts["backends"]) - {"torch"} and (export_dir is None or not export_dir.is_dir()):
                 raise FileNotFoundError(f"benchmark: export folder {exports} not found (run the export stage)")
         rows = list(read_jsonl(manifest))[: opts["max_utterances"]]
-        utts = [(read_wave(manifest.parent / r["audio_filepath"], features.cfg.sample_rate),
-                 "" if preset else r["text"]) for r in rows]
+        utts = [
+            (read_wave(manifest.parent / r["audio_filepath"], features.cfg.sample_rate), "" if preset else r["text"])
+            for r in rows
+        ]
         cells, wer = {}, {}
         for name in opts["backends"]:
             backend = TorchBackend(model) if name == "torch" else load_backend(export_dir, name, threads=threads)
-            m = stream_benchmark(backend, features, vocab, utts, chunk_frames=int(opts["chunk_frames"]),
-                                 max_symbols=int(opts["max_symbols"]), warmup=int(opts["warmup"]))
+            m = stream_benchmark(
+                backend,
+                features,
+                vocab,
+                utts,
+                chunk_frames=int(opts["chunk_frames"]),
+                max_symbols=int(opts["max_symbols"]),
+                warmup=int(opts["warmup"]),
+            )
             cells[f"cpu/{name}/stream"] = m
             if "wer" in m:
                 wer[f"cpu/{name}"] = m["wer"]
-            log(f"benchmark: {name}: {m['audio_s_per_s']} audio s/s, encoder {m['encoder_ms']} ms, prediction "
+            log(
+                f"benchmark: {name}: {m['audio_s_per_s']} audio s/s, encoder {m['encoder_ms']} ms, prediction "
                 f"{m['predictor_ms']} ms, joint {m['joint_ms']} ms per call, chunk p50 {m['chunk_p50_ms']} ms "
-                f"p99 {m['chunk_p99_ms']} ms" + (f", WER {100 * m['wer']:.2f}%" if "wer" in m else ""))
-    report = {"model": what, "preset": preset, "family": "rnnt", "machine": machine_facts(), "threads": threads,
-              "split": w["split"], "stream": {k: opts[k] for k in ("chunk_frames", "max_symbols", "max_utterances")},
-              "cells": cells, "wer": wer, "skipped": {}, "train_throughput": {}}
+                f"p99 {m['chunk_p99_ms']} ms" + (f", WER {100 * m['wer']:.2f}%" if "wer" in m else "")
+            )
+    report = {
+        "model": what,
+        "preset": preset,
+        "machine": machine_facts(),
+        "threads": threads,
+        "split": w["split"],
+        "stream": {k: opts[k] for k in ("chunk_frames", "max_symbols", "max_utterances")},
+        "cells": cells,
+        "wer": wer,
+        "skipped": {},
+        "train_throughput": {},
+    }
     out = Path(out_dir)
-    atomic_write_text(out / "report.md", f"# Streaming transducer benchmark\n\n{what}, {threads} threads, "
-                                        f"{len(utts)} utterances of {w['split']}\n\n" + _table(report))
+    atomic_write_text(
+        out / "report.md",
+        f"# Streaming transducer benchmark\n\n{what}, {threads} threads, "
+        f"{len(utts)} utterances of {w['split']}\n\n" + _table(report),
+    )
     atomic_write_text(out / "machine.json", json.dumps(report["machine"], indent=2) + "\n")
     return report

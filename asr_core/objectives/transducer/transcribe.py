@@ -1,4 +1,4 @@
-"""``transcribe`` for a transducer model.pt: greedy, beam (``--beam``), or ``--stream``.
+"""Transcription with a transducer: greedy, beam (``--beam``), or ``--stream``.
 
 ``--stream`` feeds each file in chunks as if it were live (``--chunk-ms`` of audio per
 piece; ``--realtime`` also waits that long between pieces) and prints every partial
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from asr_core.decoding.rnnt_infer import read_wave
+from asr_core.data.audio import read_wave
 
 
 def make_backend(args, model, export_dir: Path):
@@ -28,7 +28,18 @@ def make_backend(args, model, export_dir: Path):
     return load_backend(export_dir, args.backend, threads=getattr(args, "threads", None))
 
 
-def transcribe_transducer(args, model, features, vocab, parser) -> list[str]:
+def add_transcribe_args(p) -> None:
+    """``transcribe``'s transducer options."""
+    g = p.add_argument_group("transducer models")
+    g.add_argument("--stream", action="store_true", help="feed each file in chunks as if live, print partials")
+    g.add_argument("--chunk-ms", type=float, help="--stream: audio per piece fed (default: one encoder chunk)")
+    g.add_argument("--chunk-frames", type=int, default=10, help="stacked frames per encoder call (even)")
+    g.add_argument("--realtime", action="store_true", help="--stream: wait between pieces as live audio would")
+    g.add_argument("--beam", type=int, help="beam search of this width instead of greedy (not with --stream)")
+    g.add_argument("--max-symbols", type=int, default=5, help="tokens per encoder frame at most")
+
+
+def transcribe(args, model, features, vocab, parser) -> list[str]:
     from asr_core.decoding.rnnt_beam import beam_search
     from asr_core.decoding.rnnt_stream import (
         StreamingTranscriber,
@@ -47,12 +58,13 @@ def transcribe_transducer(args, model, features, vocab, parser) -> list[str]:
     for path in args.audio:
         wave = read_wave(path, features.cfg.sample_rate)
         if args.stream:
-            st = StreamingTranscriber(backend, features, vocab, chunk_frames=args.chunk_frames,
-                                      max_symbols=args.max_symbols)
+            st = StreamingTranscriber(
+                backend, features, vocab, chunk_frames=args.chunk_frames, max_symbols=args.max_symbols
+            )
             piece = int(args.chunk_ms * features.cfg.sample_rate / 1000) if args.chunk_ms else st.chunk_samples
             for i in range(0, wave.numel(), piece):
                 t0 = time.monotonic()
-                for p in st.accept(wave[i: i + piece]):
+                for p in st.accept(wave[i : i + piece]):
                     print(f"partial\t{path}\t{p.audio_seconds:.2f}\t{p.text}", flush=True)
                 if args.realtime:
                     time.sleep(max(0.0, piece / features.cfg.sample_rate - (time.monotonic() - t0)))

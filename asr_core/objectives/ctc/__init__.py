@@ -1,0 +1,1 @@
+"""The CTC objective: evaluation (greedy, beam search + LM), export, benchmark, transcription."""

@@ -1,0 +1,1 @@
+"""The transducer objective: evaluation (greedy, beam search), export, streaming benchmark, transcription."""
