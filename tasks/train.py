@@ -123,7 +123,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
         device = ray.train.torch.get_device()
     loop = TrainConfig.from_dict({**config["loop"], "seed": config["seed"]})
-    recipe_cls, config_cls = recipe_classes(config["family"])
+    recipe_cls, config_cls = recipe_classes(config["family"], config.get("head"))
     recipe = recipe_cls(
         config_cls.from_dict(config["recipe"]),
         max_steps=loop.max_steps,
@@ -151,7 +151,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 # -- the driver --------------------------------------------------------------------------------
 
 
-PATH_KEYS = ("train_manifest", "dev_manifest", "vocab", "tokenizer")  # train.data keys holding paths (made absolute)
+PATH_KEYS = ("train_manifest", "dev_manifest", "vocab")  # train.data keys holding paths (made absolute)
 
 
 def _absolute(recipe: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +218,8 @@ def worker_config(
         {k: section[k] for k in ("model", "features", "data", "augment", "optim", "decoding") if k in section}
     )
     family = str((section.get("model") or {}).get("family", "quartznet"))
-    recipe_classes(family)[1].from_dict(recipe)  # fail in the driver, before any worker starts
+    head = (section.get("model") or {}).get("head")
+    recipe_classes(family, head)[1].from_dict(recipe)  # fail in the driver, before any worker starts
     loop = dict(section.get("loop") or {})
     TrainConfig.from_dict({**loop, "seed": seed})
     ray_cfg = {**RAY_DEFAULTS, **(section.get("ray") or {})}
@@ -236,6 +237,7 @@ def worker_config(
     _check_resumable(model_dir, json.loads(json.dumps(fingerprint)), fresh)
     config = {
         "family": family,
+        "head": head,
         "recipe": recipe,
         "loop": loop,
         "seed": seed,

@@ -23,7 +23,7 @@ def _export(path: Path, seed: int) -> Path:
         rnnt_tiny(enc_hidden=16, enc_proj=16, embed_dim=8, pred_hidden=16, pred_proj=16, joint_dim=16, enc_layers=2), 12
     ).eval()
     path.mkdir(parents=True)
-    export_rnnt(model, path, openvino=False)
+    export_rnnt(model, path, feature_dim=80, openvino=False)
     write_meta(model, path)
     (path / "export.json").write_text("{}\n")
     return path

@@ -41,7 +41,7 @@ def rnnt_params(tmp_path: Path, corpus: Path, spm: Path, steps: int = 12) -> Pat
     section["data"].update(
         train_manifest=str(corpus / "train.jsonl"),
         dev_manifest=str(corpus / "dev.jsonl"),
-        tokenizer=str(spm),
+        vocab=str(spm),
         batch_size=6,
         max_batch_seconds=None,
         num_workers=0,

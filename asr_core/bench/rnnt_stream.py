@@ -1,5 +1,9 @@
-"""Streaming transducer benchmark: WER, time per encoder / prediction / joint call, audio seconds
-per second and chunk latency, for one backend (PyTorch, onnxruntime or OpenVINO).
+"""Transducer benchmark: WER, time per encoder / prediction / joint call, audio seconds per second
+and chunk latency, for one backend (PyTorch, onnxruntime or OpenVINO).
+
+A streaming encoder is benchmarked streaming (below); any other (a Conformer) by
+:func:`offline_benchmark`: each utterance whole, its "chunk" the whole utterance (latency = features,
+encoder and greedy search of one utterance).
 
 Each utterance is fed in chunks of the decoder's own size (``chunk_frames`` stacked frames,
 300 ms at the default 10) as a live stream would arrive; a chunk's latency is the time from
@@ -24,7 +28,9 @@ class TimedBackend:
 
     def __init__(self, backend) -> None:
         self.inner = backend
-        self.stack, self.time_reduction, self.blank = backend.stack, backend.time_reduction, backend.blank
+        self.blank, self.streaming = backend.blank, backend.streaming
+        if self.streaming:
+            self.stack, self.time_reduction = backend.stack, backend.time_reduction
         self.seconds: dict[str, list[float]] = defaultdict(list)
 
     def _timed(self, name: str, fn, *args):
@@ -35,6 +41,9 @@ class TimedBackend:
 
     def encode(self, s, s_lens, state):
         return self._timed("encoder", self.inner.encode, s, s_lens, state)
+
+    def encode_utterances(self, feats, feat_lens):
+        return self._timed("encoder", self.inner.encode_utterances, feats, feat_lens)
 
     def predict(self, y, state):
         return self._timed("predictor", self.inner.predict, y, state)
@@ -67,7 +76,6 @@ def stream_benchmark(
     warmup: int = 1,
 ) -> dict:
     """``utterances``: (16 kHz wave, reference text or "") -> the metrics (see the module doc)."""
-    from asr_core.decoding import corpus_errors
 
     timed = TimedBackend(backend)
     st = StreamingTranscriber(timed, features, vocab, chunk_frames=chunk_frames, max_symbols=max_symbols)
@@ -90,12 +98,44 @@ def stream_benchmark(
         wall += sum(latency[first:])
         audio += wave.numel() / features.cfg.sample_rate
         pairs.append((ref, text))
+    return _metrics(timed, latency, wall, audio, pairs, chunk_frames, round(1000 * piece / features.cfg.sample_rate, 1))
+
+
+@torch.no_grad()
+def offline_benchmark(
+    backend, features, vocab, utterances: list[tuple[torch.Tensor, str]], *, max_symbols: int = 5, warmup: int = 1
+) -> dict:
+    """The same metrics for a whole-utterance encoder: one "chunk" per utterance."""
+    from asr_core.decoding.rnnt_stream import offline_greedy
+
+    timed = TimedBackend(backend)
+
+    def run(wave: torch.Tensor) -> str:
+        feats, lens = features(wave[None], torch.tensor([wave.numel()]))
+        return vocab.decode(offline_greedy(timed, feats, lens, max_symbols)[0])
+
+    for wave, _ in utterances[:warmup]:
+        run(wave)
+    timed.seconds.clear()
+    latency, audio, pairs = [], 0.0, []
+    for wave, ref in utterances:
+        t = time.perf_counter()
+        text = run(wave)
+        latency.append(time.perf_counter() - t)
+        audio += wave.numel() / features.cfg.sample_rate
+        pairs.append((ref, text))
+    return _metrics(timed, latency, sum(latency), audio, pairs, None, None)
+
+
+def _metrics(timed, latency, wall, audio, pairs, chunk_frames, chunk_ms) -> dict:
+    from asr_core.decoding import corpus_errors
+
     lat = np.array(latency) * 1000
     out = {
-        "utterances": len(utterances),
+        "utterances": len(pairs),
         "audio_seconds": round(audio, 3),
         "chunk_frames": chunk_frames,
-        "chunk_ms": round(1000 * piece / features.cfg.sample_rate, 1),
+        "chunk_ms": chunk_ms,
         "audio_s_per_s": round(audio / max(wall, 1e-9), 3),
         "rtfx": round(audio / max(wall, 1e-9), 3),
         "chunk_p50_ms": round(float(np.percentile(lat, 50)), 3) if lat.size else None,

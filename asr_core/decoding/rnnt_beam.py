@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from asr_core.decoding.rnnt_stream import TorchBackend, TransducerBackend
-from asr_core.models.rnnt.frontend import stack_frames
 
 
 @dataclass
@@ -86,6 +85,5 @@ def beam_decode(
 ) -> list[list[int]]:
     """A padded batch of features (B, N, F) -> the best token ids per utterance."""
     backend = TorchBackend(model_or_backend) if isinstance(model_or_backend, nn.Module) else model_or_backend
-    s, s_lens = stack_frames(feats, feat_lens, backend.stack)
-    f, f_lens, _ = backend.encode(s, s_lens, backend.encoder_state(feats.size(0)))
+    f, f_lens = backend.encode_utterances(feats, feat_lens)
     return [beam_search(backend, f[i, : int(f_lens[i])], beam, max_symbols) for i in range(f.size(0))]

@@ -19,7 +19,6 @@ from asr_core.decoding.rnnt_stream import (
     TransducerBackend,
     greedy_decoder,
 )
-from asr_core.models.rnnt.frontend import stack_frames
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,7 @@ def transcribe_manifest_rnnt(
         skipped += [(u, str(r)) for u, r in b["skipped"]]
         if not b["feats"].size(0):
             continue
-        s, s_lens = stack_frames(b["feats"], b["feat_lens"], backend.stack)
-        f, f_lens, _ = backend.encode(s, s_lens, backend.encoder_state(s.size(0)))
+        f, f_lens = backend.encode_utterances(b["feats"], b["feat_lens"])
         greedy = dec.advance(dec.init(f.size(0)), f, f_lens).hyps
         for i, u in enumerate(b["utt_ids"]):
             bh = vocab.decode(beam_search(backend, f[i, : int(f_lens[i])], beam, max_symbols)) if beam else None

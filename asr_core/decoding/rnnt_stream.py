@@ -32,14 +32,18 @@ DEFAULT_CHUNK_FRAMES = 10  # stacked frames per encoder call: 300 ms of audio (e
 
 
 class TransducerBackend(Protocol):
-    """The three graphs a streaming decoder needs (B = 1 for the encoder)."""
+    """The three graphs the decoders need. Every backend encodes whole utterances; a streaming one
+    (``streaming`` True: the LSTM transcriber) also encodes chunks with its state carried
+    (``stack``, ``time_reduction``, ``encode``, ``encoder_state``; B = 1 for the encoder)."""
 
-    stack: int
-    time_reduction: int
+    streaming: bool
     blank: int
 
+    def encode_utterances(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, N, F) -> (f (B, T', D) float32 on the CPU, f_lens)."""
+
     def encode(self, s: torch.Tensor, s_lens: torch.Tensor, state: tuple) -> tuple[torch.Tensor, torch.Tensor, tuple]:
-        """Stacked, not yet normalised frames (B, S, N*k) -> (f (B, T', D), f_lens, state)."""
+        """Streaming only: stacked, not yet normalised frames (B, S, N*k) -> (f (B, T', D), f_lens, state)."""
 
     def encoder_state(self, batch: int) -> tuple: ...
 
@@ -57,10 +61,17 @@ class TorchBackend:
 
     def __init__(self, model) -> None:
         self.model = model.eval()
-        cfg = model.encoder.cfg
-        self.stack, self.blank = cfg.stack, model.blank
-        self.time_reduction = cfg.time_reduction if cfg.time_reduction_layer >= 0 else 1
+        self.blank, self.streaming = model.blank, model.encoder.streaming
+        if self.streaming:
+            cfg = model.encoder.cfg
+            self.stack = cfg.stack
+            self.time_reduction = cfg.time_reduction if cfg.time_reduction_layer >= 0 else 1
         self.device = next(model.parameters()).device  # inputs go there; frames and logits come back on the CPU
+
+    @torch.no_grad()
+    def encode_utterances(self, feats, feat_lens):
+        f, f_lens = self.model.encoder(feats.to(self.device), feat_lens.to(self.device))
+        return f.float().cpu(), f_lens.cpu()
 
     @torch.no_grad()
     def encode(self, s, s_lens, state):
@@ -93,8 +104,7 @@ def offline_greedy(
     backend: TransducerBackend, feats: torch.Tensor, feat_lens: torch.Tensor, max_symbols: int = 5
 ) -> list[list[int]]:
     """Whole utterances (B, N, F) through ``backend`` at once: token ids per utterance."""
-    s, s_lens = stack_frames(feats, feat_lens, backend.stack)
-    f, f_lens, _ = backend.encode(s, s_lens, backend.encoder_state(feats.size(0)))
+    f, f_lens = backend.encode_utterances(feats, feat_lens)
     dec = greedy_decoder(backend, max_symbols)
     return dec.advance(dec.init(feats.size(0)), f, f_lens).hyps
 
@@ -121,6 +131,11 @@ class StreamingTranscriber:
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         max_symbols: int = 5,
     ) -> None:
+        if not backend.streaming:
+            raise ValueError(
+                "this transducer's encoder sees whole utterances (it has no streaming state): decode it "
+                "offline (transcribe without --stream; evaluation and export do so)"
+            )
         if chunk_frames < 1 or chunk_frames % backend.time_reduction:
             raise ValueError(
                 f"chunk_frames must be a positive multiple of the encoder's time reduction "

@@ -1,9 +1,12 @@
 """A transducer as three ONNX graphs with state in/out (edgedict ``export_onnx.py``), and OpenVINO IR.
 
-    encoder.onnx    frames (B, S, N*k) float32   stacked, not normalised (the LayerNorm is inside)
+    encoder.onnx    streaming encoders (the LSTM transcriber), state in/out:
+                    frames (B, S, N*k) float32   stacked, not normalised (the LayerNorm is inside)
                     frame_lens (B,) int64
                     h_in, c_in (L, B, H) float32
                  -> enc (B, T', D), enc_lens (B,) int64, h_out, c_out
+                    any other encoder (e.g. a Conformer), whole utterances:
+                    feats (B, N, F) float32, feat_lens (B,) int64 -> enc (B, T', D), enc_lens (B,)
     predictor.onnx  tokens (B, 1) int64, h_in, c_in (layers, B, P_h) -> g (B, P), h_out, c_out
     joint.onnx      enc (B, D), g (B, P) -> logits (B, V)
 
@@ -31,6 +34,23 @@ IO = {
     "predictor": (("tokens", "h_in", "c_in"), ("g", "h_out", "c_out")),
     "joint": (("enc", "g"), ("logits",)),
 }
+
+
+OFFLINE_ENCODER_IO = (("feats", "feat_lens"), ("enc", "enc_lens"))
+
+
+def graph_io(name: str, streaming: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(input names, output names) of graph ``name``."""
+    return OFFLINE_ENCODER_IO if name == "encoder" and not streaming else IO[name]
+
+
+class OfflineEncoderGraph(nn.Module):
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, feats, feat_lens):
+        return self.encoder(feats, feat_lens)
 
 
 class EncoderGraph(nn.Module):
@@ -63,24 +83,33 @@ class JointGraph(nn.Module):
 
 
 def graph_modules(model) -> dict[str, nn.Module]:
-    return {"encoder": EncoderGraph(model), "predictor": PredictorGraph(model), "joint": JointGraph(model)}
-
-
-def examples(model) -> dict[str, tuple]:
-    """Trace inputs: two rows of different lengths (odd, so the time reduction's padding is traced)."""
-    cfg = model.encoder.cfg
-    n_in = cfg.in_features * cfg.stack
-    enc_state = model.encoder.zero_state(2)
-    pred_state = model.predictor.zero_state(2)
+    encoder = EncoderGraph(model) if model.encoder.streaming else OfflineEncoderGraph(model)
+    # eval(): the exporter puts each wrapper back in its own mode afterwards, recursively, and a new
+    # module is in training mode: the model's dropout and BatchNorm would be left training
     return {
-        "encoder": (
-            torch.randn(2, 11, n_in),
+        n: g.eval()
+        for n, g in (("encoder", encoder), ("predictor", PredictorGraph(model)), ("joint", JointGraph(model)))
+    }
+
+
+def examples(model, feature_dim: int) -> dict[str, tuple]:
+    """Trace inputs: two rows of different lengths (odd, so the time reduction's padding is traced)."""
+    enc = model.encoder
+    if enc.streaming:
+        enc_state = enc.zero_state(2)
+        encoder = (
+            torch.randn(2, 11, feature_dim * enc.cfg.stack),
             torch.tensor([11, 7]),
             torch.randn_like(enc_state[0]),
             torch.randn_like(enc_state[1]),
-        ),
+        )
+    else:
+        encoder = (torch.randn(2, feature_dim, 96), torch.tensor([96, 57]))
+    pred_state = model.predictor.zero_state(2)
+    return {
+        "encoder": encoder,
         "predictor": (torch.tensor([[1], [2]]), torch.randn_like(pred_state[0]), torch.randn_like(pred_state[1])),
-        "joint": (torch.randn(2, cfg.enc_proj), torch.randn(2, cfg.pred_proj)),
+        "joint": (torch.randn(2, enc.output_dim), torch.randn(2, model.predictor.output_dim)),
     }
 
 
@@ -105,19 +134,30 @@ DYNAMIC = {
     },
     "joint": {"enc": {0: "batch"}, "g": {0: "batch"}, "logits": {0: "batch"}},
 }
+OFFLINE_ENCODER_DYNAMIC = {
+    "feats": {0: "batch", 2: "time"},
+    "feat_lens": {0: "batch"},
+    "enc": {0: "batch", 1: "time_out"},
+    "enc_lens": {0: "batch"},
+}
 
 
-def export_rnnt(model, out_dir: str | os.PathLike, *, opset: int = 17, openvino: bool = True) -> dict[str, Path]:
-    """Write ``<out_dir>/<graph>.onnx`` (and ``openvino/<graph>/model.xml``); returns the paths by name."""
+def export_rnnt(
+    model, out_dir: str | os.PathLike, *, feature_dim: int, opset: int = 17, openvino: bool = True
+) -> dict[str, Path]:
+    """Write ``<out_dir>/<graph>.onnx`` (and ``openvino/<graph>/model.xml``); returns the paths by name.
+    ``feature_dim``: the mel bins the front end gives (N)."""
     import onnx
 
     out_dir = Path(out_dir)
     model = model.eval().cpu()
-    mods, ex = graph_modules(model), examples(model)
+    streaming = model.encoder.streaming
+    mods, ex = graph_modules(model), examples(model, feature_dim)
     paths: dict[str, Path] = {}
     for name in GRAPHS:
         path = out_dir / f"{name}.onnx"
-        inputs, outputs = IO[name]
+        inputs, outputs = graph_io(name, streaming)
+        dynamic = OFFLINE_ENCODER_DYNAMIC if name == "encoder" and not streaming else DYNAMIC[name]
         with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -130,7 +170,7 @@ def export_rnnt(model, out_dir: str | os.PathLike, *, opset: int = 17, openvino:
                 opset_version=opset,
                 input_names=list(inputs),
                 output_names=list(outputs),
-                dynamic_axes=DYNAMIC[name],
+                dynamic_axes=dynamic,
             )
         onnx.checker.check_model(str(path))
         paths[name] = path

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr_core.export.rnnt_onnx import GRAPHS, IO
+from asr_core.export.rnnt_onnx import GRAPHS, graph_io
+from asr_core.models.rnnt.frontend import stack_frames
 
 META = "rnnt_export.json"
 
@@ -36,14 +37,24 @@ class _GraphBackend:
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} not found: not a transducer export (run the export stage)")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        self.stack, self.time_reduction, self.blank = meta["stack"], meta["time_reduction"], meta["blank"]
-        self.enc_state_shape = (meta["enc_layers"], meta["enc_hidden"])
+        self.streaming, self.blank = bool(meta.get("streaming", True)), meta["blank"]
+        if self.streaming:
+            self.stack, self.time_reduction = meta["stack"], meta["time_reduction"]
+            self.enc_state_shape = (meta["enc_layers"], meta["enc_hidden"])
         self.pred_state_shape = (meta["pred_layers"], meta["pred_hidden"])
         self._run: dict = {}
 
     def encoder_state(self, batch: int) -> tuple:
         z = torch.zeros(self.enc_state_shape[0], batch, self.enc_state_shape[1])
         return z, z.clone()
+
+    def encode_utterances(self, feats, feat_lens):
+        """Whole utterances (B, N, F) -> (f (B, T', D), f_lens)."""
+        if self.streaming:
+            s, s_lens = stack_frames(feats, feat_lens, self.stack)
+            return self.encode(s, s_lens, self.encoder_state(feats.size(0)))[:2]
+        enc, lens = self._run["encoder"]({"feats": _np(feats, np.float32), "feat_lens": _np(feat_lens, np.int64)})
+        return torch.from_numpy(enc), torch.from_numpy(lens.astype(np.int64))
 
     def predictor_state(self, batch: int) -> tuple:
         z = torch.zeros(self.pred_state_shape[0], batch, self.pred_state_shape[1])
@@ -117,7 +128,7 @@ class OpenVINOBackend(_GraphBackend):
                 raise FileNotFoundError(f"OpenVINO IR not found: {path} (run the export stage)")
             compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
             request = compiled.create_infer_request()
-            outs = [compiled.output(o) for o in IO[name][1]]
+            outs = [compiled.output(o) for o in graph_io(name, self.streaming)[1]]
 
             def run(feeds, request=request, outs=outs):
                 res = request.infer(feeds)
@@ -139,18 +150,24 @@ def write_meta(model, out_dir: str | os.PathLike) -> Path:
     """``rnnt_export.json``: what a backend needs to know about the graphs."""
     from asr_core.io.atomic import atomic_write_json
 
-    cfg = model.encoder.cfg
+    enc, pred = model.encoder, model.predictor.cfg
+    streaming = bool(enc.streaming)
     meta = {
-        "stack": cfg.stack,
-        "time_reduction": cfg.time_reduction if cfg.time_reduction_layer >= 0 else 1,
+        "streaming": streaming,
         "blank": model.blank,
-        "enc_layers": cfg.enc_layers,
-        "enc_hidden": cfg.enc_hidden,
-        "pred_layers": cfg.pred_layers,
-        "pred_hidden": cfg.pred_hidden,
+        "pred_layers": pred.pred_layers,
+        "pred_hidden": pred.pred_hidden,
         "vocab_size": model.num_outputs,
-        "graphs": {n: {"inputs": list(IO[n][0]), "outputs": list(IO[n][1])} for n in GRAPHS},
+        "graphs": {n: dict(zip(("inputs", "outputs"), map(list, graph_io(n, streaming)))) for n in GRAPHS},
     }
+    if streaming:
+        cfg = enc.cfg
+        meta.update(
+            stack=cfg.stack,
+            time_reduction=cfg.time_reduction if cfg.time_reduction_layer >= 0 else 1,
+            enc_layers=cfg.enc_layers,
+            enc_hidden=cfg.enc_hidden,
+        )
     path = Path(out_dir) / META
     atomic_write_json(path, meta)
     return path

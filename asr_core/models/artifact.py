@@ -5,6 +5,8 @@ Layout (version 2)::
     {"format": "asr-toolkit/model", "version": 2,
      "kind": "ctc" | "transducer",           # the objective: how the model is trained and decoded
      "family": "quartznet", "model_config": {...},   # the encoder family and its config
+     "head_config": {...} | None,            # the transducer head's shapes (absent or None: CTC,
+                                             # or the ones the family's config names)
      "frontend": "filterbank" | "streaming_filterbank" | "waveform", "features": {...},
      "vocab": {"type": "char" | "sentencepiece", ...}, "num_outputs": 29,
      "model": state_dict (the EMA weights when EMA is on), "step": int, "metrics": {...}}
@@ -46,6 +48,7 @@ def save_model(
     state_dict: Mapping[str, torch.Tensor],
     step: int,
     metrics: Mapping[str, Any] | None = None,
+    head_config: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model.pt`` atomically (see the module docstring for the layout)."""
     if kind not in KINDS:
@@ -57,6 +60,7 @@ def save_model(
         "family": family,
         "frontend": frontend,
         "model_config": dict(model_config),
+        "head_config": dict(head_config) if head_config is not None else None,
         "num_outputs": int(num_outputs),
         "features": dict(features),
         "vocab": dict(vocab),
@@ -113,15 +117,19 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
 
     obj = read_model_file(path)
     try:
-        model: nn.Module = build_model_from_config(obj["family"], obj["model_config"], obj["num_outputs"])
+        model: nn.Module = build_model_from_config(
+            obj["family"],
+            obj["model_config"],
+            obj["num_outputs"],
+            kind=obj["kind"],
+            head_config=obj.get("head_config"),
+        )
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: its model config no longer builds ({e})") from e
     try:
         model.load_state_dict(obj["model"])
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit a {obj['family']} model with its config: {e}") from e
-    if model.kind != obj["kind"]:
-        raise CheckpointError(f"{path}: a {obj['kind']} model file, but its family builds a {model.kind} model")
+        raise CheckpointError(f"{path}: weights do not fit a {obj['family']} {obj['kind']} model with its config: {e}") from e
     features = build_frontend(obj["frontend"], obj["features"])
     vocab = vocab_from_dict(obj["vocab"])
     if vocab.num_outputs != obj["num_outputs"]:

@@ -287,10 +287,6 @@ class ConformerEncoder(Encoder):
         return ConvSubsampling.output_lengths(x_lens)
 
 
-def conformer_encoder(config: ConformerConfig) -> ConformerEncoder:
-    return ConformerEncoder(config)
-
-
 def conformer_tiny(**overrides) -> ConformerConfig:
     """A CPU-sized Conformer for tests and quick runs: 4 layers of D 144, kernel 15, 64 subsampling
     channels (a 144-channel front end would cost more than all four blocks): 2,239,760 parameters."""

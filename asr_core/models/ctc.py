@@ -9,9 +9,6 @@ vocabulary), as in DLE and NeMo.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,9 +28,7 @@ class CTCHead(nn.Module):
     def __init__(self, in_dim: int, num_outputs: int) -> None:
         super().__init__()
         if num_outputs < 2:
-            raise ValueError(
-                f"a CTC head needs at least one label and the blank, got num_outputs={num_outputs}"
-            )
+            raise ValueError(f"a CTC head needs at least one label and the blank, got num_outputs={num_outputs}")
         self.num_outputs = num_outputs
         self.layers = nn.Sequential(nn.Conv1d(in_dim, num_outputs, kernel_size=1, bias=True))
         nn.init.xavier_uniform_(self.layers[0].weight, gain=1.0)  # DLE init; bias keeps torch's default
@@ -61,9 +56,7 @@ class CTCModel(nn.Module):
     def __init__(self, encoder: Encoder, head: CTCHead) -> None:
         super().__init__()
         if head.layers[0].in_channels != encoder.output_dim:
-            raise ValueError(
-                f"head expects D={head.layers[0].in_channels}, encoder gives {encoder.output_dim}"
-            )
+            raise ValueError(f"head expects D={head.layers[0].in_channels}, encoder gives {encoder.output_dim}")
         self.encoder = encoder
         self.decoder = head
 
@@ -78,16 +71,6 @@ class CTCModel(nn.Module):
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y, y_lens = self.encoder(x, x_lens)
         return self.decoder(y), y_lens
-
-
-def ctc_model(build_encoder: Callable[[Any], Encoder]) -> Callable[[Any, int], CTCModel]:
-    """A family's model builder ``(config, num_outputs) -> CTCModel``: ``build_encoder(config)`` under a CTC head."""
-
-    def build(config: Any, num_outputs: int) -> CTCModel:
-        encoder = build_encoder(config)
-        return CTCModel(encoder, CTCHead(encoder.output_dim, num_outputs))
-
-    return build
 
 
 def ctc_loss(
@@ -141,9 +124,7 @@ def ctc_loss(
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def greedy_decode(
-    log_probs: torch.Tensor, lengths: torch.Tensor, blank: int | None = None
-) -> list[list[int]]:
+def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int | None = None) -> list[list[int]]:
     """Best-path decoding: argmax per frame, collapse repeats, drop blanks.
 
     log_probs: (B, T, V) (any scores; only the argmax matters), lengths: (B,).

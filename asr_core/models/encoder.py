@@ -41,6 +41,10 @@ class Encoder(nn.Module, ABC):
 
     output_dim: int
     subsampling: int
+    # A streaming encoder (the LSTM transcriber) also has ``stack``-ed input frames in ``cfg``,
+    # ``zero_state(batch)`` and ``encode(frames, lens, state) -> (y, y_lens, state)``, so a stream
+    # fed in chunks gives its offline outputs; decoders and exporters read this flag.
+    streaming: bool = False
 
     @abstractmethod
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -58,6 +58,20 @@ def load_vocab(kind: str, path: str | None) -> Vocabulary:
         from asr_core.models.rnnt.vocab import SubwordVocab
 
         if not path:
-            raise ValueError("a sentencepiece vocabulary needs the tokenizer stage's model file (data.tokenizer)")
+            raise ValueError(
+                "a sentencepiece vocabulary needs the tokenizer stage's model file (data.vocab: data/tokenizer/spm.model)"
+            )
         return SubwordVocab.load(path)
     raise ValueError(f"unknown vocabulary type {kind!r}; known: {list(VOCABULARIES)}")
+
+
+def vocab_from_file(path: str | None, where: str = "data.vocab") -> Vocabulary:
+    """The tokenizer stage's vocabulary file: ``*.json`` characters (``chars.json``), ``*.model``
+    sentencepiece (``spm.model``); None: the built-in 28 characters."""
+    if path is None:
+        return load_vocab("char", None)
+    suffix = str(path).rsplit(".", 1)[-1] if "." in str(path) else ""
+    kind = {"json": "char", "model": "sentencepiece"}.get(suffix)
+    if kind is None:
+        raise ValueError(f"{where}: {path}: a vocabulary is chars.json (characters) or spm.model (sentencepiece)")
+    return load_vocab(kind, path)

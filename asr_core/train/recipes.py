@@ -5,8 +5,9 @@ A recipe (see :mod:`asr_core.train.engine` for what the loop asks of it) is buil
 ``config_cls.from_dict(<the train params minus name/seed/loop/ray>)``. Recipes are imported on
 demand: each pulls in its own data, feature and model code.
 
-A family of the model registry (``asr_core.models.FAMILIES``) is trained by its objective's recipe;
-only families with a recipe of their own are listed here.
+A model of the registry (``asr_core.models.FAMILIES``) is trained by the recipe of its head
+(``train.model.head``, default the family's): any encoder family under any head, with no entry
+here. Only families with a recipe of their own (wav2vec 2.0) are listed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 # By objective (the model family's ``kind``): a family of the model registry needs no entry here.
 BY_KIND: dict[str, tuple[str, str, str]] = {
     "ctc": ("asr_core.train.ctc_recipe", "CTCRecipe", "CTCRecipeConfig"),
-    "transducer": ("asr_core.train.rnnt_recipe", "RNNTRecipe", "RNNTRecipeConfig"),
+    "transducer": ("asr_core.train.transducer_recipe", "TransducerRecipe", "TransducerRecipeConfig"),
 }
 # Families trained by a recipe of their own: wav2vec 2.0 (pre-training, and fine-tuning from it).
 RECIPES: dict[str, tuple[str, str, str]] = {
@@ -26,14 +27,20 @@ RECIPES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def recipe_classes(family: str) -> tuple[type, Any]:
-    """``(recipe class, config class)`` for ``family`` (``train.model.family``)."""
-    from asr_core.models import FAMILIES
+def recipe_classes(family: str, head: str | None = None) -> tuple[type, Any]:
+    """``(recipe class, config class)`` for ``family`` (``train.model.family``) under ``head``
+    (``train.model.head``; None: the family's own)."""
+    from asr_core.models import FAMILIES, KINDS
 
     if family in RECIPES:
+        if head not in (None, "ctc"):
+            raise ValueError(f"train.model.head: {family} trains with a recipe of its own (CTC), got {head!r}")
         module, recipe, config = RECIPES[family]
     elif family in FAMILIES:
-        module, recipe, config = BY_KIND[FAMILIES[family].kind]
+        kind = head or FAMILIES[family].kind
+        if kind not in KINDS:
+            raise ValueError(f"train.model.head must be one of {list(KINDS)}, got {kind!r}")
+        module, recipe, config = BY_KIND[kind]
     else:
         known = sorted({*RECIPES, *FAMILIES})
         raise ValueError(f"train.model.family: no training recipe for {family!r}; known: {known}")

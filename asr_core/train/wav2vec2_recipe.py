@@ -54,10 +54,12 @@ from asr_core.models.wav2vec2 import (
 )
 from asr_core.text import CharVocab
 from asr_core.train.checkpoint import CheckpointError, load_checkpoint
-from asr_core.train.ctc_recipe import CTCRecipe, DataParams, _from_dict
+from asr_core.train.ctc_recipe import CTCRecipe
 from asr_core.train.ema import EMA
 from asr_core.train.optim import build_optimizer, unwrap_model
 from asr_core.train.schedule import ScheduleConfig, build_schedule
+from asr_core.train.sections import DataParams
+from asr_core.train.sections import section_from_dict as _from_dict
 
 PRETRAIN_FORMAT = "asr-toolkit/wav2vec2-pretraining"
 MODEL_FORMATS = (MODEL_FORMAT, V1_FORMAT)  # a fine-tuned wav2vec 2.0 model.pt can seed another run

@@ -32,6 +32,8 @@ def time_reduce(x: torch.Tensor, x_lens: torch.Tensor, factor: int) -> tuple[tor
 class RNNTEncoder(Encoder):
     """``forward(x (B, N, F), x_lens) -> (y (B, T', D), y_lens)``; ``encode`` also takes and returns state."""
 
+    streaming = True
+
     def __init__(self, cfg: RNNTConfig) -> None:
         super().__init__()
         self.cfg = cfg

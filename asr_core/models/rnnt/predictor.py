@@ -9,13 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from asr_core.models.rnnt.config import RNNTConfig
-
 State = tuple[torch.Tensor, torch.Tensor]
 
 
 class Predictor(nn.Module):
-    def __init__(self, cfg: RNNTConfig, vocab_size: int, blank: int = 0) -> None:
+    """``cfg``: a :class:`~asr_core.models.heads.TransducerHeadConfig` (or a config with its fields)."""
+
+    def __init__(self, cfg, vocab_size: int, blank: int = 0) -> None:
         super().__init__()
         self.cfg, self.blank = cfg, blank
         self.output_dim = cfg.pred_proj

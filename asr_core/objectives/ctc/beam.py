@@ -136,13 +136,28 @@ class BeamEvaluation:
         return hyps, (time.perf_counter() - t0) / audio if audio else 0.0
 
 
+NOT_CHARACTERS = (
+    "the lexicon beam search spells words in characters; this model's vocabulary is sentencepiece pieces "
+    "(greedy decoding only)"
+)
+
+
+def lm_unsupported(vocab) -> str | None:
+    """Why the n-gram LM beam search cannot decode with ``vocab``, or None when it can."""
+    from asr_core.text import CharVocab
+
+    return None if isinstance(vocab, CharVocab) else NOT_CHARACTERS
+
+
 def beam_evaluation(section: dict | None, vocab) -> BeamEvaluation | None:
-    """The evaluate stage's beam search from ``evaluate.lm``; None (greedy only) when it is null."""
+    """The evaluate stage's beam search from ``evaluate.lm``; None (greedy only) when it is null
+    (or when the model's vocabulary is not characters: the caller reports :func:`lm_unsupported`)."""
     if not section:
         return None
     if not isinstance(section, dict):
         raise ValueError(f"evaluate.lm must be a mapping or null, got {section!r}")
-    return BeamEvaluation(BeamEvalSettings.from_dict(section), vocab)
+    settings = BeamEvalSettings.from_dict(section)
+    return None if lm_unsupported(vocab) else BeamEvaluation(settings, vocab)
 
 
 def add_lm_args(p) -> None:
@@ -165,6 +180,8 @@ def beam_from_args(args, vocab):
 
     if not args.lm:
         return None
+    if lm_unsupported(vocab):
+        raise ValueError(f"--lm: {lm_unsupported(vocab)}")
     lm = Path(args.lm)
     lm_file = find_lm(lm) if lm.is_dir() else lm
     lexicon = Path(args.lexicon) if args.lexicon else lm_file.parent / "lexicon.txt"

@@ -12,7 +12,7 @@ from typing import Any
 
 from asr_core.decoding import corpus_errors, transcribe_manifest
 from asr_core.io.atomic import atomic_write_text
-from asr_core.objectives.ctc.beam import beam_evaluation
+from asr_core.objectives.ctc.beam import beam_evaluation, lm_unsupported
 from asr_core.objectives.report import score_rows, split_manifest, tsv
 
 OPTIONS: dict[str, Any] = {"lm": None}  # the evaluate section's CTC keys and their defaults
@@ -36,6 +36,9 @@ def evaluate(model, features, vocab, opts: dict[str, Any], out_dir: Path) -> dic
         )
 
     report: dict[str, Any] = {"model": str(opts["model"]), "kind": "ctc", "artifacts": []}
+    if opts["lm"] and beam is None:
+        report["beam"] = {"skipped": f"evaluate.lm: {lm_unsupported(vocab)}"}
+        print(f"evaluate: beam search skipped: {report['beam']['skipped']}")
     done: dict = {}
     if beam is not None:  # choose the LM weights on the tune (dev) split before decoding any split
         tune = beam.settings.tune_split

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from asr_core.decoding import transcribe_files
-from asr_core.objectives.ctc.beam import add_lm_args, beam_from_args
+from asr_core.objectives.ctc.beam import add_lm_args, beam_from_args, lm_unsupported
 
 
 def add_transcribe_args(p) -> None:
@@ -35,6 +35,8 @@ def transcribe(args, model, features, vocab, parser) -> list[str]:
         from asr_core.features.frontends import build_frontend
 
         inputs = build_frontend("waveform", {"sample_rate": features.cfg.sample_rate, "normalize": False})
+    if args.lm and lm_unsupported(vocab):
+        parser.error(f"--lm: {lm_unsupported(vocab)}")
     beam = beam_from_args(args, vocab)  # None: greedy
     texts = transcribe_files(model, inputs, vocab, args.audio, device=args.device, beam=beam)
     for path, text in zip(args.audio, texts):

@@ -1,11 +1,12 @@
-"""The streaming benchmark of a transducer, per backend.
+"""The benchmark of a transducer, per backend: streaming for a streaming encoder, offline for any other.
 
 Per backend in ``benchmark.transducer.backends`` (torch, onnxruntime, openvino; CPU, ``threads``):
 the streaming benchmark of :mod:`asr_core.bench.rnnt_stream` over the first
 ``benchmark.transducer.max_utterances`` of the ``benchmark.wer`` split, with the default chunk:
 WER, mean encoder / prediction / joint time per call, audio s/s, chunk latency p50/p99.
 Cells are ``cpu/<backend>/stream`` (``rtfx`` = audio s/s, so the nightly regression rules
-apply); ``wer`` per ``cpu/<backend>``. ``--preset rnnt:e6d2`` times random weights (2048
+apply; ``cpu/<backend>/offline`` for a whole-utterance encoder such as a Conformer);
+``wer`` per ``cpu/<backend>``. ``--preset rnnt:e6d2`` times random weights (2048
 outputs, edgedict's vocabulary size, the blank's bias raised so that the search emits few tokens,
 as a trained model's does) on the same audio, without WER; ``predictor_calls`` shows how many.
 """
@@ -53,7 +54,7 @@ def benchmark(
     log=print,
 ) -> dict[str, Any]:
     from asr_core.bench.measure import machine_facts
-    from asr_core.bench.rnnt_stream import IdVocab, stream_benchmark
+    from asr_core.bench.rnnt_stream import IdVocab, offline_benchmark, stream_benchmark
     from asr_core.data.audio import read_wave
     from asr_core.decoding.rnnt_stream import TorchBackend
     from asr_core.export.rnnt_runtime import load_backend
@@ -87,7 +88,7 @@ def benchmark(
                 f"rnnt {name} (random weights)",
             )
             if set(opts["backends"]) - {"torch"}:
-                export_rnnt(model, tmp)
+                export_rnnt(model, tmp, feature_dim=features.feature_dim)
                 write_meta(model, tmp)
             export_dir = Path(tmp)
         else:
@@ -105,16 +106,21 @@ def benchmark(
         cells, wer = {}, {}
         for name in opts["backends"]:
             backend = TorchBackend(model) if name == "torch" else load_backend(export_dir, name, threads=threads)
-            m = stream_benchmark(
-                backend,
-                features,
-                vocab,
-                utts,
-                chunk_frames=int(opts["chunk_frames"]),
-                max_symbols=int(opts["max_symbols"]),
-                warmup=int(opts["warmup"]),
-            )
-            cells[f"cpu/{name}/stream"] = m
+            if backend.streaming:
+                m = stream_benchmark(
+                    backend,
+                    features,
+                    vocab,
+                    utts,
+                    chunk_frames=int(opts["chunk_frames"]),
+                    max_symbols=int(opts["max_symbols"]),
+                    warmup=int(opts["warmup"]),
+                )
+            else:
+                m = offline_benchmark(
+                    backend, features, vocab, utts, max_symbols=int(opts["max_symbols"]), warmup=int(opts["warmup"])
+                )
+            cells[f"cpu/{name}/{'stream' if backend.streaming else 'offline'}"] = m
             if "wer" in m:
                 wer[f"cpu/{name}"] = m["wer"]
             log(
@@ -137,7 +143,7 @@ def benchmark(
     out = Path(out_dir)
     atomic_write_text(
         out / "report.md",
-        f"# Streaming transducer benchmark\n\n{what}, {threads} threads, "
+        f"# Transducer benchmark\n\n{what}, {threads} threads, "
         f"{len(utts)} utterances of {w['split']}\n\n" + _table(report),
     )
     atomic_write_text(out / "machine.json", json.dumps(report["machine"], indent=2) + "\n")

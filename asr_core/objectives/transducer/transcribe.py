@@ -45,7 +45,6 @@ def transcribe(args, model, features, vocab, parser) -> list[str]:
         StreamingTranscriber,
         offline_greedy,
     )
-    from asr_core.models.rnnt.frontend import stack_frames
 
     if getattr(args, "lm", None):
         parser.error("--lm: n-gram LM beam search is for CTC models; a transducer takes --beam WIDTH")
@@ -54,6 +53,8 @@ def transcribe(args, model, features, vocab, parser) -> list[str]:
         backend = make_backend(args, model, exports)
     except (FileNotFoundError, ValueError, ImportError) as e:
         parser.error(str(e))
+    if args.stream and not backend.streaming:
+        parser.error("--stream: this transducer's encoder sees whole utterances (no streaming state); drop --stream")
     texts = []
     for path in args.audio:
         wave = read_wave(path, features.cfg.sample_rate)
@@ -72,8 +73,7 @@ def transcribe(args, model, features, vocab, parser) -> list[str]:
         else:
             feats, lens = features(wave[None], torch.tensor([wave.numel()]))
             if args.beam:
-                s, s_lens = stack_frames(feats, lens, backend.stack)
-                f, f_lens, _ = backend.encode(s, s_lens, backend.encoder_state(1))
+                f, f_lens = backend.encode_utterances(feats, lens)
                 ids = beam_search(backend, f[0, : int(f_lens[0])], args.beam, args.max_symbols)
             else:
                 ids = offline_greedy(backend, feats, lens, args.max_symbols)[0]

@@ -62,7 +62,7 @@ def test_version_1_files_load_with_kind_and_front_end_from_the_family(tmp_path):
         ({"format": "something/else"}, "not a model file"),
         ({"version": 3}, "version 3"),
         ({"kind": "seq2seq"}, "unknown model kind 'seq2seq'"),
-        ({"kind": "transducer"}, "a transducer model file, but its family builds a ctc model"),
+        ({"kind": "transducer"}, "weights do not fit a quartznet transducer model"),
     ],
 )
 def test_other_files_are_refused_with_the_reason(tmp_path, changes, match):

@@ -15,7 +15,6 @@ from asr_core.models.conformer import (
     PRESETS,
     ConformerConfig,
     ConformerEncoder,
-    conformer_encoder,
     rel_shift,
     relative_positions,
 )
@@ -33,7 +32,7 @@ def small(**overrides) -> ConformerConfig:
 def eval_encoder(seed: int = 0, **overrides) -> ConformerEncoder:
     """An eval-mode encoder whose BatchNorm running statistics are not the identity."""
     torch.manual_seed(seed)
-    enc = conformer_encoder(small(**overrides)).eval()
+    enc = ConformerEncoder(small(**overrides)).eval()
     for m in enc.modules():
         if isinstance(m, nn.BatchNorm1d):
             m.running_mean.normal_()
@@ -116,7 +115,7 @@ def test_attention_is_the_transformer_xl_score_written_out():
     """softmax_j(((q_i + u).k_j + (q_i + v).W_R r(i - j)) / sqrt(d_k)) over valid keys j, from explicit (i, j) tables."""
     torch.manual_seed(0)
     b, t, d, h = 2, 5, 16, 2
-    enc = conformer_encoder(small(d_model=d, num_heads=h)).eval()
+    enc = ConformerEncoder(small(d_model=d, num_heads=h)).eval()
     attn = enc.layers[0].attn
     with torch.no_grad():
         attn.pos_bias_u.normal_()
@@ -138,7 +137,7 @@ def test_attention_is_the_transformer_xl_score_written_out():
 
 def test_two_training_steps_have_finite_gradients_everywhere():
     torch.manual_seed(0)
-    enc = conformer_encoder(small())
+    enc = ConformerEncoder(small())
     opt = torch.optim.Adam(enc.parameters(), lr=1e-3)
     x, x_lens = padded_batch([48, 31, 17], fill=0.0)
     target = torch.randn(3, int(enc.output_lengths(torch.tensor(48))), 32)
@@ -198,7 +197,7 @@ VOCAB = 1024
 @pytest.mark.parametrize("name", sorted(ENCODER_PARAMETERS))
 def test_encoder_parameter_counts(name):
     with torch.device("meta"):  # counting needs shapes, not values
-        enc = conformer_encoder(PRESETS[name]())
+        enc = ConformerEncoder(PRESETS[name]())
     assert count(enc) == ENCODER_PARAMETERS[name]
 
 

@@ -1,9 +1,10 @@
-"""The contract every registered model family keeps, at its ``tiny`` preset.
+"""The contract every registered model keeps: each encoder family's ``tiny`` preset under each head.
 
 Builds, trains two steps, gives the same outputs for an utterance alone and inside a padded
 batch (eval mode), exports with its objective's graphs to onnxruntime within the fp32 gate,
 and decodes greedily to the same tokens there as in PyTorch. A family added to
-``asr_core.models.FAMILIES`` is tested here without a line of its own.
+``asr_core.models.FAMILIES`` is tested here, as CTC and as transducer, without a line of its own
+(waveform encoders take the CTC head only: the transducer recipe refuses them).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asr_core.models import FAMILIES, build_model, ctc_loss, greedy_decode, model_config
+from asr_core.models import FAMILIES, KINDS, build_model, ctc_loss, greedy_decode, model_config
 
 V = 12  # outputs, blank included
 LENS = (40, 27)  # frames (or samples / 160 for a waveform model) of a padded batch of two
@@ -39,15 +40,31 @@ def _outputs(model, x, lens) -> tuple[torch.Tensor, torch.Tensor]:
     return model(x, lens) if model.kind == "ctc" else model.encoder(x, lens)
 
 
-@pytest.fixture(params=sorted(FAMILIES))
-def family(request) -> str:
-    assert "tiny" in FAMILIES[request.param].presets, f"{request.param}: every family has a 'tiny' preset"
+CONFIGS = [
+    (family, kind)
+    for family in sorted(FAMILIES)
+    for kind in KINDS
+    if kind == "ctc" or FAMILIES[family].frontend != "waveform"
+]
+
+
+@pytest.fixture(params=CONFIGS, ids=[f"{f}-{k}" for f, k in CONFIGS])
+def config(request) -> tuple[str, str]:
+    assert "tiny" in FAMILIES[request.param[0]].presets, f"{request.param[0]}: every family has a 'tiny' preset"
     return request.param
 
 
-def test_builds_and_trains_two_steps(family):
+def _model(config: tuple[str, str]):
     torch.manual_seed(0)
-    model = build_model(family, "tiny", V).train()
+    family, kind = config
+    model = build_model(family, "tiny", V, kind=kind)
+    assert model.kind == kind, config
+    return model
+
+
+def test_builds_and_trains_two_steps(config):
+    family = config[0]
+    model = _model(config).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, lens = _inputs(family)
@@ -66,9 +83,9 @@ def test_builds_and_trains_two_steps(family):
     assert changed, f"{family}: two steps changed no weight"
 
 
-def test_batch_equals_single_on_padded_input(family):
-    torch.manual_seed(0)
-    model = build_model(family, "tiny", V).eval()
+def test_batch_equals_single_on_padded_input(config):
+    family = config[0]
+    model = _model(config).eval()
     x, lens = _inputs(family)
     with torch.no_grad():
         out, out_lens = _outputs(model, x, lens)
@@ -80,10 +97,10 @@ def test_batch_equals_single_on_padded_input(family):
             torch.testing.assert_close(out[i, :m], alone[0, :m], atol=1e-4, rtol=1e-4, msg=family)
 
 
-def test_export_parity_and_greedy_decode(family, tmp_path):
+def test_export_parity_and_greedy_decode(config, tmp_path):
     pytest.importorskip("onnxruntime")
-    torch.manual_seed(0)
-    model = build_model(family, "tiny", V).eval()
+    family = config[0]
+    model = _model(config).eval()
     x, lens = _inputs(family)
     if model.kind == "ctc":
         from asr_core.export import export_onnx, make_runner
@@ -102,7 +119,12 @@ def test_export_parity_and_greedy_decode(family, tmp_path):
         from asr_core.export.rnnt_onnx import export_rnnt
         from asr_core.export.rnnt_runtime import load_backend, write_meta
 
-        export_rnnt(model, tmp_path, openvino=False)
+        export_rnnt(model, tmp_path, feature_dim=x.size(1), openvino=False)
         write_meta(model, tmp_path)
-        ref = offline_greedy(TorchBackend(model), x, lens)
-        assert offline_greedy(load_backend(tmp_path, "onnxruntime", threads=1), x, lens) == ref, family
+        torch_be, onnx_be = TorchBackend(model), load_backend(tmp_path, "onnxruntime", threads=1)
+        assert not model.training, "exporting leaves the model in eval mode"
+        ref, got = torch_be.encode_utterances(x, lens), onnx_be.encode_utterances(x, lens)
+        assert torch.equal(ref[1], got[1]), family
+        for i, n in enumerate(ref[1].tolist()):
+            assert float((ref[0][i, :n] - got[0][i, :n]).abs().max()) <= 1e-3, family
+        assert offline_greedy(onnx_be, x, lens) == offline_greedy(torch_be, x, lens), family
