@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         reason = (
             "not testable there (the 425 MB wheel cannot travel)"
             if args.device == "cuda"
-            else "a GPU check; the CPU pipeline's parity with the torch filterbank is tests/test_features.py's"
+            else "a GPU check; the CPU pipeline's parity with the torch filterbank is tests/asr_core/features/test_features.py's"
         )
         rows.append(h.skipped("dali", "DALI GPU feature pipeline", reason))
     report = build_report(rows, complete=True)

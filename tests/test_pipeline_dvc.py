@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from asr_core.io import read_jsonl
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 

@@ -6,7 +6,7 @@ window passed as ``window_fn``; centred windows with reflect padding, which is w
 ``torch.stft(center=True)`` does and what ``FilterbankFeatures`` does per utterance) -> mel
 (Slaney scale and area normalisation, librosa's algorithm) -> ``log(x + guard)`` -> frames cut
 to ceil(len / hop) -> mean / (unbiased std + eps) over time per mel bin -> zero padding to a
-multiple of ``pad_to``. Agreement with the torch module is tested in ``tests/test_features.py``.
+multiple of ``pad_to``. Agreement with the torch module is tested in ``tests/asr_core/features/test_features.py``.
 
 Training mode (``train=True``) adds, on top: silence trim (``nonsilent_region``, before
 anything else), speed perturbation (``audio_resample`` by 1 / factor, factor drawn from the

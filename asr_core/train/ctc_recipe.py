@@ -20,7 +20,7 @@ torch loader: the DALI module implements trim, speed perturbation and dither but
 has neither duration bucketing, nor a checkpointable mid-epoch position (exact resume), nor
 per-utterance bad-file reporting, and SpecAugment would have to run in the training
 process. For evaluation DALI gives the same features as ``FilterbankFeatures`` in eval mode
-(tested in ``tests/test_features.py``), on the GPU when there is one.
+(tested in ``tests/asr_core/features/test_features.py``), on the GPU when there is one.
 """
 
 from __future__ import annotations

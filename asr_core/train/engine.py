@@ -1,14 +1,17 @@
 """A small, generic training loop: accumulation, clipping, AMP, bad batches, exact resume, DDP.
 
-``train(cfg, recipe, ckpt_dir, callbacks)`` knows nothing about speech. The *recipe*
-(``ctc_recipe.py`` for QuartzNet/Jasper) supplies, built for this rank and device:
+``train(cfg, recipe, ckpt_dir, callbacks)`` knows nothing about speech. The *recipe* (a
+:class:`Recipe`: ``asr_core.train.supervised`` for CTC and transducer models, the wav2vec 2.0
+recipes) supplies, built for this rank and device:
 
-    device, model, optimizer, schedule (apply(opt, step), state_dict), ema (EMA or None),
+    device, model, optimizer, schedule (apply(opt, step), state_dict, watches_metric), ema (EMA or None),
     train_loader, sampler (set_epoch, epoch, state_dict, load_state_dict),
     loss(model, batch) -> (mean loss over the batch's items, num_items)  # num_items 0: empty batch
-    evaluate(model) -> {"wer": ..., ...}       # optional; run with the EMA weights when EMA is on
-    save_model(path, state_dict, step, metrics) # optional; writes the inference artifact
-    state_dict() / load_state_dict()            # optional; anything else the recipe must resume
+    evaluate(model) -> {"wer": ..., ...}       # run with the EMA weights when EMA is on ({}: none)
+    save_model(path, state_dict, step, metrics) # writes the inference artifact (None: none)
+    state_dict() / load_state_dict()            # anything else the recipe must resume
+
+:class:`RecipeBase` gives the last three members' do-nothing defaults.
 
 Batches are mappings; the loop reads ``utt_ids`` (reported with bad batches; an empty list
 marks an empty batch, which every rank must learn of *before* the forward, a collective under
@@ -51,9 +54,9 @@ import math
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -73,12 +76,71 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class LoopState:
+    """What the loop carries between steps and across a resume (a checkpoint's ``engine`` entry)."""
+
+    step: int = 0  # optimizer updates done
+    bad_batches: int = 0
+    batches_seen: int = 0  # micro-batches read
+    skipped_utterances: int = 0
+    overflow_steps: int = 0  # fp16: steps the GradScaler skipped
+    best_value: float | None = None
+    best_step: int | None = None
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, d: dict[str, Any]) -> None:
+        """Take a checkpoint's values (keys this version does not know are refused)."""
+        for k, v in d.items():
+            if k not in {f.name for f in fields(self)}:
+                raise ValueError(f"checkpoint engine state has an unknown key {k!r}")
+            setattr(self, k, v)
+
+
+class Recipe(Protocol):
+    """What :func:`train` asks of a recipe (see the module doc)."""
+
+    device: str | torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    ema: Any
+    train_loader: Any
+    sampler: Any
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor | None, int]: ...
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+
+    def save_model(self, path: str | os.PathLike, state_dict: dict, step: int, metrics: dict) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class RecipeBase:
+    """Defaults of the optional parts of a :class:`Recipe`: no evaluation, no model file, no state."""
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        return {}
+
+    def save_model(self, path, state_dict, step, metrics) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+@dataclass
 class TrainConfig:
     max_steps: int = 1000
     max_minutes: float | None = None  # wall-clock budget of this call; stops with a checkpoint
     grad_accum: int = 1
     clip_norm: float | None = None  # None or 0: no clipping (the norm is still logged)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only) | auto (bf16 where native, else fp32)
     tf32: bool = False
     log_every: int = 10
     eval_every: int = 0  # 0: evaluate at the end only
@@ -147,7 +209,7 @@ def _call(callbacks: Iterable[Any], name: str, *args: Any) -> None:
 
 def train(
     cfg: TrainConfig,
-    recipe: Any,
+    recipe: Recipe,
     ckpt_dir: str | os.PathLike,
     callbacks: Iterable[Any] = (),
     best_model_path: str | os.PathLike | None = None,
@@ -167,16 +229,7 @@ def train(
         model = nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
     opt, sched, ema, sampler = recipe.optimizer, recipe.schedule, recipe.ema, recipe.sampler
     gen = getattr(recipe.train_loader, "generator", None)
-    st: dict[str, Any] = {
-        "step": 0,
-        "bad_batches": 0,
-        "batches_seen": 0,
-        "skipped_utterances": 0,
-        "overflow_steps": 0,
-        "best_value": None,
-        "best_step": None,
-        "best_metrics": {},
-    }
+    st = LoopState()
 
     # -- resume ------------------------------------------------------------------------------
     ckpt_dir = Path(ckpt_dir)
@@ -195,31 +248,31 @@ def train(
         sampler.load_state_dict(ck["sampler"])
         if gen is not None and ck.get("loader_generator") is not None:
             gen.set_state(ck["loader_generator"])
-        if hasattr(recipe, "load_state_dict") and ck.get("recipe") is not None:
+        if ck.get("recipe") is not None:
             recipe.load_state_dict(ck["recipe"])
-        st.update(ck["engine"])
+        st.load(ck["engine"])
         rngs = ck["rng"]
         if len(rngs) != world:
             log.warning(
                 "checkpoint from %d ranks resumed on %d: RNG streams differ from the original run", len(rngs), world
             )
         set_rng_state(rngs[rank % len(rngs)])
-        resumed_from = st["step"]
-        log.info("resumed from %s (step %d, epoch %d)", path[0], st["step"], sampler.epoch)
+        resumed_from = st.step
+        log.info("resumed from %s (step %d, epoch %d)", path[0], st.step, sampler.epoch)
     else:
         seed_everything(cfg.seed + rank)
-    start_step = st["step"]
+    start_step = st.step
 
     def checkpoint() -> Path | None:
         rngs = _gather(rng_state())  # every rank's streams, so every rank resumes exactly
         if rank != 0:
             return None
         state = {
-            "step": st["step"],
+            "step": st.step,
             "epoch": sampler.epoch,
             "world_size": world,
             "config": cfg.to_dict(),
-            "engine": dict(st),
+            "engine": asdict(st),
             "model": raw.state_dict(),
             "optimizer": opt.state_dict(),
             "schedule": sched.state_dict(),
@@ -228,10 +281,10 @@ def train(
             "sampler": sampler.state_dict(),
             "loader_generator": gen.get_state() if gen is not None else None,
             "rng": rngs,
-            "recipe": recipe.state_dict() if hasattr(recipe, "state_dict") else None,
+            "recipe": recipe.state_dict(),
         }
-        p = save_checkpoint(ckpt_dir, st["step"], state, keep=cfg.keep_ckpts)
-        _call(callbacks, "on_checkpoint", st["step"], p)
+        p = save_checkpoint(ckpt_dir, st.step, state, keep=cfg.keep_ckpts)
+        _call(callbacks, "on_checkpoint", st.step, p)
         return p
 
     def export_state() -> dict[str, torch.Tensor]:
@@ -241,8 +294,8 @@ def train(
 
     def evaluate() -> dict[str, float]:
         metrics: dict[str, float] = {}
-        last.update(eval=st["step"], metrics=metrics)  # on every rank: they must agree on when
-        if rank == 0 and getattr(recipe, "evaluate", None) is not None:
+        last.update(eval=st.step, metrics=metrics)  # on every rank: they must agree on when
+        if rank == 0:
             raw.eval()
             try:
                 with torch.no_grad(), prec.autocast():
@@ -253,15 +306,15 @@ def train(
                         metrics.update(recipe.evaluate(raw))
             finally:
                 raw.train()
-            _call(callbacks, "on_eval", st["step"], metrics)
+            _call(callbacks, "on_eval", st.step, metrics)
             value = metrics.get(cfg.best_metric) if cfg.best_metric else None
             if value is not None and math.isfinite(value):
-                best = st["best_value"]
+                best = st.best_value
                 if best is None or (value < best if cfg.best_mode == "min" else value > best):
-                    st.update(best_value=float(value), best_step=st["step"], best_metrics=dict(metrics))
-                    if best_model_path is not None and hasattr(recipe, "save_model"):
-                        recipe.save_model(best_model_path, export_state(), st["step"], metrics)
-        if hasattr(sched, "observe") and cfg.best_metric:  # plateau: every rank needs the same lr
+                    st.best_value, st.best_step, st.best_metrics = float(value), st.step, dict(metrics)
+                    if best_model_path is not None:
+                        recipe.save_model(best_model_path, export_state(), st.step, metrics)
+        if sched.watches_metric and cfg.best_metric:  # plateau: every rank needs the same lr
             v = _all_reduce([metrics.get(cfg.best_metric, 0.0) if rank == 0 else 0.0], device)[0]
             sched.observe(v)
         return metrics
@@ -285,15 +338,15 @@ def train(
         raise RuntimeError("the train loader yields no batches")
 
     def report_bad(ids: list, reason: str) -> None:
-        st["bad_batches"] += 1
-        _call(callbacks, "on_bad", st["step"], ids, reason)
+        st.bad_batches += 1
+        _call(callbacks, "on_bad", st.step, ids, reason)
         if rank == 0:
-            log.warning("step %d: batch skipped (%s): %s", st["step"], reason, ids)
-        limit = max(cfg.max_bad_batches, cfg.max_bad_fraction * st["batches_seen"])
-        if st["bad_batches"] > limit:
+            log.warning("step %d: batch skipped (%s): %s", st.step, reason, ids)
+        limit = max(cfg.max_bad_batches, cfg.max_bad_fraction * st.batches_seen)
+        if st.bad_batches > limit:
             raise TrainingAborted(
-                f"{st['bad_batches']} bad batches in {st['batches_seen']} (limit {limit:g}: max_bad_batches="
-                f"{cfg.max_bad_batches}, max_bad_fraction={cfg.max_bad_fraction}); last at step {st['step']}: "
+                f"{st.bad_batches} bad batches in {st.batches_seen} (limit {limit:g}: max_bad_batches="
+                f"{cfg.max_bad_batches}, max_bad_fraction={cfg.max_bad_fraction}); last at step {st.step}: "
                 f"{reason}, utterances {ids}"
             )
 
@@ -302,7 +355,7 @@ def train(
     totals = {"items": 0.0, "audio": 0.0, "seconds": 0.0}
     last.update(loss=float("nan"), ckpt=start_step if resumed_from is not None else -1)
     stop = False
-    while st["step"] < cfg.max_steps and not stop:
+    while st.step < cfg.max_steps and not stop:
         opt.zero_grad(set_to_none=True)
         loss_sum = n_local = audio = 0.0
         skipped: list = []
@@ -312,7 +365,7 @@ def train(
             tw = time.monotonic()
             batch = next_batch()
             win["wait"] += time.monotonic() - tw
-            st["batches_seen"] += 1
+            st.batches_seen += 1
             skipped += list(batch.get("skipped") or [])
             ids = list(batch.get("utt_ids") or [])
             step_ids += ids
@@ -346,8 +399,8 @@ def train(
         )
         if n_skip:
             for utt_id, why in [s for part in _gather(skipped) for s in part]:
-                _call(callbacks, "on_bad", st["step"], [utt_id], f"utterance dropped: {why}")
-            st["skipped_utterances"] += int(n_skip)
+                _call(callbacks, "on_bad", st.step, [utt_id], f"utterance dropped: {why}")
+            st.skipped_utterances += int(n_skip)
         if bad is not None:
             opt.zero_grad(set_to_none=True)
             report_bad(bad[1], bad[0])
@@ -358,19 +411,19 @@ def train(
         scale = world * ref / n_glob
         if scale != 1.0:
             torch._foreach_mul_([p.grad for p in raw.parameters() if p.grad is not None], scale)
-        lr = sched.apply(opt, st["step"])
+        lr = sched.apply(opt, st.step)
         norm = float(prec.clip_(raw.parameters(), cfg.clip_norm))
         if prec.scaler is None and not math.isfinite(norm):  # the same on every rank (synced grads)
             report_bad([u for part in _gather(step_ids) for u in part], f"non-finite gradient norm {norm}")
             stop = stop_flag > 0
             continue
         if not prec.step(opt):
-            st["overflow_steps"] += 1
+            st.overflow_steps += 1
         if ema is not None:
             ema.update(raw)
-        st["step"] += 1
+        st.step += 1
         stop = stop_flag > 0
-        step = st["step"]
+        step = st.step
         last["loss"] = loss_glob / n_glob
         for k, v in (("loss", loss_glob), ("items", n_glob), ("audio", audio_glob)):
             win[k] += v
@@ -393,8 +446,8 @@ def train(
                     "audio_s_per_s": win["audio"] / dt,
                     "data_wait_fraction": win["wait"] / dt,
                     "epoch": sampler.epoch,
-                    "bad_batches": st["bad_batches"],
-                    "skipped_utterances": st["skipped_utterances"],
+                    "bad_batches": st.bad_batches,
+                    "skipped_utterances": st.skipped_utterances,
                 },
             )
             win.update(loss=0.0, items=0.0, audio=0.0, steps=0, wait=0.0, t=time.monotonic())
@@ -407,16 +460,16 @@ def train(
         win["t"] += time.monotonic() - paused  # evaluation and saving are not training time
 
     # -- the end: checkpoint, last evaluation, models --------------------------------------------
-    step = st["step"]
+    step = st.step
     if cfg.eval_at_end and last["eval"] != step:
         evaluate()  # before the checkpoint, so that it records the best model so far
     if last["ckpt"] != step:
         checkpoint()
     final_metrics = last["metrics"] if last["eval"] == step else {}
-    if rank == 0 and hasattr(recipe, "save_model"):
+    if rank == 0:
         if final_model_path is not None:
             recipe.save_model(final_model_path, export_state(), step, final_metrics)
-        if best_model_path is not None and st["best_step"] is None:  # no evaluation: the last is the best
+        if best_model_path is not None and st.best_step is None:  # no evaluation: the last is the best
             recipe.save_model(best_model_path, export_state(), step, final_metrics)
     return {
         "steps": step,
@@ -426,12 +479,13 @@ def train(
         "final_loss": last["loss"],
         "epoch": sampler.epoch,
         "world_size": world,
-        "bad_batches": st["bad_batches"],
-        "skipped_utterances": st["skipped_utterances"],
-        "overflow_steps": st["overflow_steps"],
-        "best_step": st["best_step"],
-        "best_value": st["best_value"],
-        "best_metrics": st["best_metrics"],
+        "precision": prec.precision,
+        "bad_batches": st.bad_batches,
+        "skipped_utterances": st.skipped_utterances,
+        "overflow_steps": st.overflow_steps,
+        "best_step": st.best_step,
+        "best_value": st.best_value,
+        "best_metrics": st.best_metrics,
         "final_metrics": final_metrics,
         "wall_seconds": time.monotonic() - t0,
         "train_seconds": totals["seconds"],

@@ -130,6 +130,8 @@ class ScheduleConfig:
 class Schedule:
     """``lr_at(step)`` for a pure schedule; ``apply`` writes it into every param group."""
 
+    watches_metric = False  # True: the loop hands it each evaluation's metric (``observe``)
+
     def __init__(self, name: str, base_lr: float, fn: Callable[[int], float], fingerprint: dict):
         self.name = name
         self.base_lr = base_lr
@@ -194,6 +196,8 @@ class PlateauSchedule(Schedule):
         if self.opts["mode"] == "min":
             return value < self.best * (1.0 - rel)
         return value > self.best * (1.0 + rel)
+
+    watches_metric = True
 
     def observe(self, metric: float) -> bool:
         """Record a validation metric; True when this call lowered the lr."""

@@ -34,10 +34,11 @@ from asr_core.models import build_model_from_config, family_frontend, model_conf
 from asr_core.models.artifact import save_model
 from asr_core.text.vocabulary import vocab_from_file
 from asr_core.train.building import dev_loader, dev_manifest, optimization, train_loader
+from asr_core.train.engine import RecipeBase
 from asr_core.train.sections import RecipeConfig
 
 
-class SupervisedRecipe:
+class SupervisedRecipe(RecipeBase):
     """Everything :func:`asr_core.train.engine.train` needs; see the module doc."""
 
     kind = "ctc"  # the head this recipe trains (asr_core.models.heads)

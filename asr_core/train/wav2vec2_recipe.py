@@ -56,6 +56,7 @@ from asr_core.text import CharVocab
 from asr_core.train.checkpoint import CheckpointError, load_checkpoint
 from asr_core.train.ctc_recipe import CTCRecipe
 from asr_core.train.ema import EMA
+from asr_core.train.engine import RecipeBase
 from asr_core.train.optim import build_optimizer, unwrap_model
 from asr_core.train.schedule import ScheduleConfig, build_schedule
 from asr_core.train.sections import DataParams
@@ -155,7 +156,7 @@ def _no_tokens(text: str) -> list[int]:
     return []
 
 
-class _Wav2Vec2Common:
+class _Wav2Vec2Common(RecipeBase):
     """What both recipes build: config, waveform loader, optimizer, schedule, update counter."""
 
     cfg: Wav2Vec2RecipeConfig
@@ -377,10 +378,13 @@ def load_encoder_weights(
                 )
         state = {k.removeprefix("encoder."): v for k, v in obj["model"].items() if k.startswith("encoder.")}
     else:
+        from asr_core.models.ctc import CTCModel
         from asr_core.models.wav2vec2.fairseq import import_fairseq
 
-        model, saved, _ = import_fairseq(path)
-        state = (model.encoder if hasattr(model, "encoder") else model).state_dict()
+        model, saved, _ = import_fairseq(
+            path
+        )  # a fine-tuned checkpoint gives a CTCModel, a pre-trained one the encoder
+        state = (model.encoder if isinstance(model, CTCModel) else model).state_dict()
     diff = {k: (getattr(saved, k), getattr(cfg, k)) for k in ARCH_FIELDS if getattr(saved, k) != getattr(cfg, k)}
     if diff:
         raise ValueError(

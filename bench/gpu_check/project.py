@@ -12,7 +12,7 @@ from asr_core.export.runtime import BackendUnavailable, RunnerSpec, make_runner
 from asr_core.features import FilterbankConfig, build_features
 from asr_core.models import FAMILIES, build_model, ctc_loss, greedy_decode, model_config
 from asr_core.train.ema import EMA
-from asr_core.train.engine import TrainConfig, train
+from asr_core.train.engine import RecipeBase, TrainConfig, train
 from asr_core.train.optim import build_optimizer
 from asr_core.train.precision import set_tf32
 from asr_core.train.schedule import ScheduleConfig, build_schedule
@@ -26,6 +26,7 @@ __all__ = [
     "PeakMemory",
     "RunnerSpec",
     "ScheduleConfig",
+    "RecipeBase",
     "TrainConfig",
     "build_features",
     "build_model",

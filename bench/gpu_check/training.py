@@ -29,6 +29,7 @@ from gpu_check.project import (
     FAMILIES,
     FilterbankConfig,
     PeakMemory,
+    RecipeBase,
     ScheduleConfig,
     TrainConfig,
     build_features,
@@ -74,7 +75,7 @@ class SyntheticData:
         self.epoch, self.pos = int(s["epoch"]), int(s["pos"])
 
 
-class SyntheticRecipe:
+class SyntheticRecipe(RecipeBase):
     """A CTC (QuartzNet, Conformer) or transducer (RNN-T) recipe over random audio; see the module doc."""
 
     def __init__(
@@ -98,9 +99,7 @@ class SyntheticRecipe:
         n_mels = getattr(cfg, "in_features", 64)
         torch.manual_seed(seed)
         self.model = build_model(family, preset, num_outputs, **(overrides or {})).to(device)
-        # how the stages tell a transducer from a CTC model, in either spelling the registry has used
-        kind = getattr(self.model, "kind", None)
-        self.transducer = kind == "transducer" or bool(getattr(self.model, "transducer", False)) or family == "rnnt"
+        self.transducer = self.model.kind == "transducer"
         # the transducer's features are not padded to a multiple of frames (asr_core.models.rnnt.features):
         # torchaudio's loss wants the longest utterance's encoder length to be the lattice's T
         fb = (

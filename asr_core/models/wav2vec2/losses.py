@@ -19,7 +19,7 @@ with DLE's weights 0.1 and 10.
 
 Random draws (masks, Gumbel noise, negatives) come from one generator per utterance, in that
 order, so with the same generators an utterance's ``contrastive`` and ``feature_pen`` terms are
-the same alone or in any padded batch (``tests/test_wav2vec2_pretrain.py``).
+the same alone or in any padded batch (``tests/asr_core/train/test_wav2vec2_pretrain.py``).
 """
 
 from __future__ import annotations

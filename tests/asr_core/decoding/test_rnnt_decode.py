@@ -20,46 +20,13 @@ from asr_core.decoding.rnnt_stream import (
     stream_file,
 )
 from asr_core.io.jsonl import read_jsonl
-from asr_core.models import build_model_from_config
-from asr_core.models.artifact import load_model, read_model_file, save_model
+from asr_core.models.artifact import load_model
 from asr_core.models.rnnt.features import (
     RNNTFilterbank,
     StreamingFilterbank,
     rnnt_features_config,
 )
-from tests.test_rnnt_train import rnnt_corpus, rnnt_params
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny transducer trained a few steps through the train stage: (model.pt, corpus folder)."""
-    from tasks import train as stage
-
-    tmp = tmp_path_factory.mktemp("rnnt")
-    corpus, spm = rnnt_corpus(tmp / "corpus", splits=(("train", 6), ("dev", 4), ("test", 4)))
-    params = rnnt_params(tmp, corpus, spm, steps=8)
-    stage.main(["--params", str(params), "--out", str(tmp / "models"), "--report", str(tmp / "train.json")])
-    return tmp / "models" / "rnnt_test" / "model.pt", corpus
-
-
-def noisy_model(model_path: Path) -> Path:
-    """``model.pt`` beside ``model_path`` with fresh weights and a nudged blank: the few-step model
-    emits only blanks, this one blanks and up to max_symbols tokens per frame, varying by
-    utterance (the cases the carried states must survive)."""
-    out = model_path.parent / "noisy.pt"
-    if not out.is_file():
-        obj = read_model_file(model_path)
-        torch.manual_seed(0)
-        model = build_model_from_config("rnnt", obj["model_config"], obj["num_outputs"])
-        with torch.no_grad():
-            model.joint.fc2.bias[0] += 0.2
-        save_model(
-            out,
-            **{k: obj[k] for k in ("kind", "family", "frontend", "model_config", "num_outputs", "features", "vocab")},
-            state_dict=model.state_dict(),
-            step=0,
-        )
-    return out
+from tests.support import noisy_model
 
 
 def _waves(corpus: Path, split: str) -> list[tuple[str, torch.Tensor]]:

@@ -1,4 +1,4 @@
-"""The transducer end to end through the real DVC stages, in a temp copy of the repo (tests/test_flows.py's
+"""The transducer end to end through the real DVC stages, in a temp copy of the repo (tests/flows/test_flows.py's
 fixtures, tiny params): ``dvc repro`` with the rnnt profile written into ``params/train.yaml`` as the README's
 "RNN-Transducer" recipe says: train -> evaluate (greedy and beam) -> export (three graphs, parity gate) ->
 benchmark (streaming, per backend). Then the ``train-rnnt`` flow with the same settings over every stage of
@@ -14,15 +14,15 @@ import subprocess
 import pytest
 import yaml
 
-from tests.test_flows import _runs, _set, harness, repo  # noqa: F401  (fixtures)
-from tests.test_rnnt_flow import TINY
+from tests.flows.support import TINY_RNNT as TINY
+from tests.flows.support import _runs, _set
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 GRAPHS = ("encoder.onnx", "predictor.onnx", "joint.onnx")
 
 
-def test_rnnt_dvc_repro_end_to_end_then_flow_registers(repo):  # noqa: F811
+def test_rnnt_dvc_repro_end_to_end_then_flow_registers(repo):
     from flows.train_rnnt import train_rnnt
     from tasks import registry
 

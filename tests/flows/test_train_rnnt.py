@@ -1,8 +1,8 @@
-"""The ``train-rnnt`` flow under ``prefect_test_harness`` in a temp copy of the repo (tests/test_flows.py's
+"""The ``train-rnnt`` flow under ``prefect_test_harness`` in a temp copy of the repo (tests/flows/test_flows.py's
 fixtures): the profile applied for the run, the train stage on the transducer, params restored.
-(The evaluate and export stages on a transducer are tested in tests/test_rnnt_decode.py and
-tests/test_rnnt_export.py; the whole pipeline by `dvc repro`, then the flow over every stage and the
-registry, in tests/test_rnnt_pipeline.py; a stage here costs a DVC subprocess each.)"""
+(The evaluate and export stages on a transducer are tested in tests/asr_core/decoding/test_rnnt_decode.py and
+tests/asr_core/export/test_rnnt_export.py; the whole pipeline by `dvc repro`, then the flow over every stage and the
+registry, in tests/flows/test_rnnt_pipeline.py; a stage here costs a DVC subprocess each.)"""
 
 from __future__ import annotations
 
@@ -11,26 +11,14 @@ import json
 import pytest
 import yaml
 
-from tests.test_flows import _runs, harness, repo  # noqa: F401  (fixtures)
+from tests.flows.support import TINY_RNNT, _runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-TINY = {
-    "train.loop.max_steps": 3,
-    "train.loop.max_minutes": None,
-    "train.loop.eval_every": 3,
-    "train.loop.ckpt_every": 3,
-    "train.loop.log_every": 1,
-    "train.data.num_workers": 0,
-    "train.data.eval_max_utterances": 2,
-    "train.data.max_batch_seconds": 30,
-    "train.ray.num_workers": 0,
-    "train.optim.schedule.warmup_steps": 1,
-    "train.model.overrides": {"enc_hidden": 32, "enc_proj": 32},
-}
+TINY = TINY_RNNT
 
 
-def test_train_rnnt_flow_trains_a_transducer_with_its_profile(repo):  # noqa: F811
+def test_train_rnnt_flow_trains_a_transducer_with_its_profile(repo):
     from flows.train_rnnt import train_rnnt
 
     committed = (repo / "params" / "train.yaml").read_text()

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from asr_core.models.artifact import load_model
+from asr_core.testing import SMALL_QUARTZNET as SMALL
+from asr_core.testing import make_corpus
 from asr_core.train.checkpoint import list_checkpoints, load_checkpoint
-from tests.test_engine import SMALL, make_corpus
-
-REPO = Path(__file__).resolve().parents[1]
+from tests import REPO
 
 
 def _params(tmp_path: Path, corpus: Path, ray: dict, steps: int = 4, **loop) -> Path:

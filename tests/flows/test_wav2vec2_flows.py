@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from tests import REPO
 
 
 def _repo(tmp_path: Path) -> Path:

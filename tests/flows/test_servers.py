@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_flows import copy_repo, trained_repo
+from tests.flows.support import copy_repo, trained_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]  # (it may build the trained repo itself)
 WAIT_S = 240

@@ -15,11 +15,11 @@ from asr_core.decoding.rnnt_stream import StreamingTranscriber, stream_file
 from asr_core.export.rnnt_runtime import load_backend
 from asr_core.io.jsonl import read_jsonl
 from asr_core.models.artifact import load_model
-from tests.test_rnnt_decode import noisy_model, trained  # noqa: F401  (a module-scoped fixture)
+from tests.support import noisy_model
 
 
 @pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):  # noqa: F811
+def exported(trained, tmp_path_factory):
     """The export stage on the noisy model (it emits tokens): (report, export folder, model.pt, corpus)."""
     from tasks import export
 

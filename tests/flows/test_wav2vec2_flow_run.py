@@ -1,5 +1,5 @@
 """The ``pretrain-wav2vec2`` then ``finetune-wav2vec2`` flows end to end under ``prefect_test_harness``, in a
-temp copy of the repo (tests/test_flows.py's fixtures, a 36-utterance corpus): pre-training through the train
+temp copy of the repo (tests/flows/test_flows.py's fixtures, a 36-utterance corpus): pre-training through the train
 stage, then fine-tuning from its ``model.pt`` through train -> evaluate -> export (the parity gate) and the
 registry; the profiles applied for each run only."""
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from tests.test_flows import _runs, harness, repo  # noqa: F401  (fixtures)
+from tests.flows.support import _runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -28,7 +28,7 @@ LOOP = {
 }
 
 
-def test_pretrain_then_finetune_flows_end_to_end(repo):  # noqa: F811
+def test_pretrain_then_finetune_flows_end_to_end(repo):
     from flows.finetune_wav2vec2 import finetune_wav2vec2
     from flows.pretrain_wav2vec2 import pretrain_wav2vec2
 

@@ -16,14 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from asr_core.io import write_jsonl
 from asr_core.models.artifact import load_model
-from asr_core.testing import write_audio
+from asr_core.testing import SMALL_QUARTZNET as SMALL
+from asr_core.testing import make_corpus
 from asr_core.train import EMA, ScheduleConfig, build_optimizer, build_schedule
 from asr_core.train.checkpoint import (
     CheckpointError,
@@ -32,46 +31,9 @@ from asr_core.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from asr_core.train.engine import TrainConfig, TrainingAborted, train
+from asr_core.train.engine import RecipeBase, TrainConfig, TrainingAborted, train
 from asr_core.train.precision import Precision
-
-REPO = Path(__file__).resolve().parents[1]
-SMALL = {
-    "prologue_channels": 32,
-    "block_channels": [32, 32, 32, 32, 32],
-    "epilogue_channels": 32,
-    "output_channels": 48,
-    "dropout": 0.1,
-}
-
-
-# -- a synthetic corpus and the CTC recipe on it (shared with test_train_stage) -----------------
-
-
-def make_corpus(root: Path, splits=(("train", 12), ("dev", 4)), seed: int = 0, missing: int = 0) -> Path:
-    """Harmonic test clips of 0.5-1.2 s with random 2-8 letter transcripts; ``missing`` rows
-    whose audio file does not exist are appended to the train split."""
-    rng = np.random.default_rng(seed)
-    letters = np.array(list("abcdefghij"))
-    for split, n in splits:
-        rows = []
-        for i in range(n):
-            dur = float(np.round(rng.uniform(0.5, 1.2), 2))
-            rel = f"audio/{split}/{split}{i:03d}.flac"
-            write_audio(root / rel, dur, seed=seed * 1000 + len(rows) + (0 if split == "train" else 500))
-            text = (
-                "".join(rng.choice(letters, int(rng.integers(2, 5))))
-                + " "
-                + "".join(rng.choice(letters, int(rng.integers(1, 4))))
-            )
-            rows.append({"audio_filepath": rel, "duration": dur, "text": text, "utt_id": f"{split}{i:03d}"})
-        if split == "train":
-            rows += [
-                {"audio_filepath": f"audio/train/gone{j}.flac", "duration": 0.8, "text": "gone", "utt_id": f"gone{j}"}
-                for j in range(missing)
-            ]
-        write_jsonl(root / f"{split}.jsonl", rows)
-    return root
+from tests import REPO
 
 
 def recipe_params(root: Path, num_workers: int = 0, batch_size: int = 3) -> dict:
@@ -132,7 +94,7 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
         return [
             sys.executable,
             "-m",
-            "tests.test_engine",
+            "tests.asr_core.train.test_engine",
             "run",
             "--root",
             str(root),
@@ -233,7 +195,7 @@ def toy_batches(sizes, seed=0, poison=(), skipped=None):
     return out
 
 
-class ToyRecipe:
+class ToyRecipe(RecipeBase):
     device = "cpu"
 
     def __init__(self, batches, lr=0.05, opt="adamw", ema=False):
@@ -455,3 +417,18 @@ def _main(argv=None):
 
 if __name__ == "__main__":
     _main()
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
+    from asr_core.train import precision as precision_mod
+
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(precision_mod, "native_bf16", lambda device, native=native: native)
+        prec = Precision("auto", "cpu")
+        assert (prec.requested, prec.precision, prec.dtype) == (
+            "auto",
+            expected,
+            torch.bfloat16 if native else torch.float32,
+        )
+        assert TrainConfig.from_dict({"precision": "auto"}).precision == "auto"
+    assert Precision("bf16", "cpu").precision == "bf16"  # asked for explicitly: whatever the CPU

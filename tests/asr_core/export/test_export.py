@@ -44,7 +44,7 @@ def test_export_writes_files_and_passes_the_gate(ov_bf16, exported):
         "export.json",
         "model_wave.onnx",
         "openvino_wave/model.xml",
-    ):  # waveform graph: tests/test_export_waveform.py
+    ):  # waveform graph: tests/asr_core/export/test_waveform.py
         assert (out / rel).is_file(), rel
     assert set(report["backends"]) == {
         "onnxruntime_fp32",

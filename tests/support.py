@@ -1,0 +1,70 @@
+"""Helpers shared by test modules in different folders (fixtures live in conftest.py files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from asr_core.models import build_model_from_config
+from asr_core.models.artifact import read_model_file, save_model
+from asr_core.testing import make_corpus, make_sentencepiece
+from tests import REPO
+
+
+def rnnt_corpus(root: Path, splits=(("train", 6), ("dev", 3))) -> tuple[Path, Path]:
+    """A tiny corpus and a sentencepiece model on its train text: (corpus folder, spm.model)."""
+    corpus = make_corpus(root, splits=splits)
+    return corpus, make_sentencepiece(corpus, root / "spm")
+
+
+def rnnt_params(tmp_path: Path, corpus: Path, spm: Path, steps: int = 12) -> Path:
+    """params/profiles/rnnt.yaml with tiny overrides: the tiny preset, a few steps, temp paths."""
+    section = yaml.safe_load((REPO / "params" / "profiles" / "rnnt.yaml").read_text())["train"]
+    section["name"] = "rnnt_test"
+    section["model"].update(
+        preset="tiny",
+        overrides={
+            "enc_hidden": 32,
+            "enc_proj": 32,
+            "pred_hidden": 32,
+            "pred_proj": 32,
+            "joint_dim": 32,
+            "embed_dim": 16,
+        },
+    )
+    section["data"].update(
+        train_manifest=str(corpus / "train.jsonl"),
+        dev_manifest=str(corpus / "dev.jsonl"),
+        vocab=str(spm),
+        batch_size=6,
+        max_batch_seconds=None,
+        num_workers=0,
+    )
+    section["optim"].update(lr=0.01, schedule={"name": "polynomial", "warmup_steps": 1, "final_lr_scale": 0.5})
+    section["loop"].update(max_steps=steps, max_minutes=None, eval_every=steps, ckpt_every=steps // 2, log_every=1)
+    section["ray"].update(num_workers=0, torch_threads=1)
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"train": section}))
+    return path
+
+
+def noisy_model(model_path: Path) -> Path:
+    """``model.pt`` beside ``model_path`` with fresh weights and a nudged blank: the few-step model
+    emits only blanks, this one blanks and up to max_symbols tokens per frame, varying by
+    utterance (the cases the carried states must survive)."""
+    out = model_path.parent / "noisy.pt"
+    if not out.is_file():
+        obj = read_model_file(model_path)
+        torch.manual_seed(0)
+        model = build_model_from_config("rnnt", obj["model_config"], obj["num_outputs"])
+        with torch.no_grad():
+            model.joint.fc2.bias[0] += 0.2
+        save_model(
+            out,
+            **{k: obj[k] for k in ("kind", "family", "frontend", "model_config", "num_outputs", "features", "vocab")},
+            state_dict=model.state_dict(),
+            step=0,
+        )
+    return out
