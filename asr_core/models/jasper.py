@@ -88,8 +88,9 @@ def jasper_encoder(config: JasperConfig) -> ConvEncoder:
 
 def jasper_model(config: JasperConfig, num_outputs: int) -> CTCModel:
     """Jasper with a CTC head of ``num_outputs`` (blank last)."""
-    encoder = jasper_encoder(config)
-    return CTCModel(encoder, CTCHead(encoder.output_dim, num_outputs))
+    from asr_core.models.heads import attach_head
+
+    return attach_head("ctc", jasper_encoder(config), num_outputs, None)
 
 
 def jasper_10x5(**overrides) -> JasperConfig:

@@ -82,8 +82,9 @@ def quartznet_encoder(config: QuartzNetConfig) -> ConvEncoder:
 
 def quartznet_model(config: QuartzNetConfig, num_outputs: int) -> CTCModel:
     """QuartzNet with a CTC head of ``num_outputs`` (blank last)."""
-    encoder = quartznet_encoder(config)
-    return CTCModel(encoder, CTCHead(encoder.output_dim, num_outputs))
+    from asr_core.models.heads import attach_head
+
+    return attach_head("ctc", quartznet_encoder(config), num_outputs, None)
 
 
 def quartznet_15x5(**overrides) -> QuartzNetConfig:

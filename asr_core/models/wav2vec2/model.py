@@ -126,8 +126,9 @@ class Wav2Vec2ForPreTraining(nn.Module):
 
 def wav2vec2_ctc_model(cfg: Wav2Vec2Config, num_outputs: int) -> CTCModel:
     """The fine-tuning / inference model: encoder + CTC head (blank last)."""
-    enc = Wav2Vec2Encoder(cfg)
-    return CTCModel(enc, CTCHead(enc.output_dim, num_outputs))
+    from asr_core.models.heads import attach_head
+
+    return attach_head("ctc", Wav2Vec2Encoder(cfg), num_outputs, None)
 
 
 def wav2vec2_pretraining_model(cfg: Wav2Vec2Config) -> Wav2Vec2ForPreTraining:
