@@ -10,17 +10,25 @@ A failing stage raises :class:`StageFailed` whose message carries the stage's ow
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from tasks.lifecycle import GUARDIAN_ENV
+
+TOKEN_ENV = "ASR_RUN_TOKEN"  # inherited by every process a stage starts (Ray's too): found by stop_tree
+STOP_GRACE_S = 15.0  # SIGTERM -> SIGKILL; well inside Prefect's own grace before it kills the flow process
 
 TAIL_LINES = 40
 # Lines worth quoting in a failure message: the stage's own error and DVC's verdict.
@@ -152,9 +160,12 @@ def run_stage(
     env: Mapping[str, str] | None = None,
     log: Callable[[str], None] = print,
     force: bool = False,
+    grace_s: float = STOP_GRACE_S,
 ) -> StageResult:
     """``dvc repro --single-item [--force] <stage>`` in ``repo``; every output line goes to ``log``."""
     cmd = [dvc_executable(), "repro", "--single-item", *(["--force"] if force else []), stage]
+    token = uuid.uuid4().hex
+    guard = {GUARDIAN_ENV: str(os.getpid()), TOKEN_ENV: token}
     t0 = time.monotonic()
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     errors: list[str] = []
@@ -162,12 +173,13 @@ def run_stage(
     proc = subprocess.Popen(
         cmd,
         cwd=str(repo),
-        env=subprocess_env(env),
+        env=subprocess_env({**(env or {}), **guard}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
         bufsize=1,
+        start_new_session=True,  # its own process group: stopped as a whole (stop_tree), not by stray signals
     )
     try:
         assert proc.stdout is not None
@@ -184,9 +196,10 @@ def run_stage(
             if _ERROR_LINE.search(line.strip()):
                 errors.append(line.strip())
         rc = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
+    except BaseException as e:  # cancelled (Prefect's TerminationSignal), Ctrl-C, or our own error
+        log(f"stopping stage '{stage}' ({type(e).__name__}): SIGTERM to its processes")
+        left = stop_tree(proc, token, grace_s=grace_s)
+        log(f"stage '{stage}' stopped" + (f"; {left} process(es) needed SIGKILL" if left else ""))
         raise
     if rc != 0:
         # The traceback header alone says nothing: keep the lines that name the error.
@@ -209,3 +222,37 @@ def lock_outs(repo: str | Path, stages: list[str] | None = None) -> dict[str, st
             if "md5" in o:
                 out[f"{name}:{o['path']}"] = o["md5"]
     return out
+
+
+def token_pids(token: str) -> list[int]:
+    """Processes whose environment holds ``ASR_RUN_TOKEN=<token>`` (Linux ``/proc``; else none)."""
+    needle = f"{TOKEN_ENV}={token}".encode()
+    found = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (d / "environ").read_bytes().split(b"\0"):
+                found.append(int(d.name))
+        except OSError:
+            continue
+    return [p for p in found if p != os.getpid()]
+
+
+def stop_tree(proc: subprocess.Popen, token: str, grace_s: float = STOP_GRACE_S) -> int:
+    """Stop a stage started by :func:`run_stage`: SIGTERM to its process group (dvc, the stage, a
+    local Ray), up to ``grace_s`` for a clean stop (checkpoint kept, MLflow run KILLED), then
+    SIGKILL to the group and to every process still carrying the run's token (Ray processes in
+    sessions of their own). Returns how many processes needed SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and (proc.poll() is None or token_pids(token)):
+        time.sleep(0.2)
+    killed = 0
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in token_pids(token):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    proc.wait()
+    return killed

@@ -111,7 +111,11 @@ class StageRun:
 
 @contextlib.contextmanager
 def stage_run(stage: str, params: Mapping[str, Any] | None = None) -> Iterator[StageRun]:
-    """Open an MLflow run for one stage; FAILED status (and the error) when the stage raises."""
+    """Open an MLflow run for one stage; FAILED status (and the error) when the stage raises,
+    KILLED when it is stopped (Ctrl-C, SIGTERM, its guardian gone: tasks/lifecycle.py)."""
+    from tasks import lifecycle
+
+    lifecycle.install()
     mlflow = _mlflow()
     parent = os.environ.get("ASR_PARENT_RUN_ID")
     tags = {"stage": stage, "git_commit": git_commit()}
@@ -123,6 +127,11 @@ def stage_run(stage: str, params: Mapping[str, Any] | None = None) -> Iterator[S
         if params:
             sr.log_params(params)
         yield sr
+    except KeyboardInterrupt as e:
+        with contextlib.suppress(Exception):
+            mlflow.set_tag("error", f"stopped: {e or 'Ctrl-C'}")
+        mlflow.end_run(status="KILLED")
+        raise
     except BaseException as e:
         with contextlib.suppress(Exception):
             mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])

@@ -12,7 +12,13 @@ Resume: run the same command again. Our checkpoint folder, not Ray's storage, is
 of truth: the engine resumes from its latest file (model, optimizer, schedule, scaler, EMA,
 sampler position, RNG), so a killed step-bounded run ends exactly as an uninterrupted one.
 Runs with a ``max_minutes`` budget stop when the clock says, so they are not bit-reproducible.
-Checkpoints made with other params are refused (``--fresh`` starts over).
+The DVC stage passes ``--checkpoints checkpoints``: checkpoints then live in
+``checkpoints/<name>/<fingerprint>/`` (git-ignored, not a DVC output, so they survive DVC's
+removal of ``models/<name>/`` before the stage runs), one folder per distinct set of params, so
+a ``dvc repro`` killed mid-training resumes and one whose params changed starts afresh. When
+the run ends its last checkpoint is copied to ``models/<name>/checkpoints/`` and the folder
+goes. Without ``--checkpoints`` they are written to ``models/<name>/checkpoints/`` and those
+made with other params are refused (``--fresh`` starts over).
 
 Ray Train: always a ``TorchTrainer``. ``ray.num_workers: 0`` runs the loop in this process
 (Ray's local mode: fast, no cluster); ``>= 1`` starts that many Ray workers with a
@@ -30,6 +36,8 @@ throughput and the per-evaluation dev WER/CER into that run by its id. Only rank
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -138,7 +146,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     summary = train(
         loop,
         recipe,
-        out / "checkpoints",
+        Path(config.get("ckpt_dir") or out / "checkpoints"),
         callbacks,
         best_model_path=out / "model.pt",
         final_model_path=out / "final.pt",
@@ -165,9 +173,8 @@ def _absolute(recipe: dict[str, Any]) -> dict[str, Any]:
     return {**recipe, "data": data, **({"model": model} if "model" in recipe else {})}
 
 
-def _check_resumable(model_dir: Path, fingerprint: dict[str, Any], fresh: bool) -> None:
+def _check_resumable(model_dir: Path, ckpt_dir: Path, fingerprint: dict[str, Any], fresh: bool) -> None:
     """Refuse to resume checkpoints made with other params (they would load, or fail, confusingly)."""
-    ckpt_dir = model_dir / "checkpoints"
     if fresh and model_dir.exists():
         shutil.rmtree(model_dir)
     record = ckpt_dir / "params.json"
@@ -189,10 +196,112 @@ def run(
     run_id: str | None = None,
     tracking_uri: str | None = None,
     fresh: bool = False,
+    checkpoints: Path | None = None,
 ) -> dict[str, Any]:
-    """Train as ``section`` says; returns rank 0's summary. ``run_id``: the MLflow run rank 0 logs into."""
-    config, ray_cfg, name = worker_config(section, out_root, run_id, tracking_uri, fresh)
-    return _fit(config, ray_cfg, name)
+    """Train as ``section`` says; returns rank 0's summary. ``run_id``: the MLflow run rank 0 logs into.
+
+    With ``checkpoints`` (the stage's ``--checkpoints`` root), the run's last checkpoint is copied
+    into ``models/<name>/checkpoints/`` when it ends and its folder under the root is removed."""
+    config, ray_cfg, name = worker_config(section, out_root, run_id, tracking_uri, fresh, checkpoints)
+    summary = _fit(config, ray_cfg, name)
+    if checkpoints is not None:
+        _keep_last_checkpoint(Path(config["ckpt_dir"]), Path(config["model_dir"]) / "checkpoints")
+    return summary
+
+
+def _keep_last_checkpoint(ckpt_dir: Path, dest: Path) -> None:
+    """The finished run's last checkpoint (and its params record) into the model folder; then the
+    resumable folder goes: a finished run is DVC's output now, restored by DVC, not resumed."""
+    from asr_core.io.atomic import atomic_copy
+    from asr_core.train.checkpoint import latest_checkpoint
+
+    last = latest_checkpoint(ckpt_dir)
+    if last is not None:
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in (last, ckpt_dir / "params.json"):
+            if f.is_file():
+                atomic_copy(f, dest / f.name)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        ckpt_dir.parent.rmdir()  # <root>/<name>/ when no other fingerprint is in progress
+
+
+def check_section(section: dict[str, Any]) -> dict[str, Any]:
+    """Every check a train section can get without data or Ray: keys, the recipe's typed config,
+    the loop, the ray params and the schedule's length. Returns the parts the stage needs.
+
+    A key set to null is absent (a flow's profile nulls the committed keys it does not set).
+    The flows call this before any stage runs, so a bad override fails in seconds."""
+    section = {k: v for k, v in section.items() if v is not None}
+    unknown = sorted(set(section) - TOP_KEYS)
+    if unknown:
+        raise ValueError(f"train: unknown key(s) {unknown}; known: {sorted(TOP_KEYS)}")
+    from asr_core.train.engine import TrainConfig
+    from asr_core.train.recipes import recipe_classes
+
+    recipe = {k: section[k] for k in ("model", "features", "data", "augment", "optim", "decoding") if k in section}
+    family = str((section.get("model") or {}).get("family", "quartznet"))
+    head = (section.get("model") or {}).get("head")
+    cfg = recipe_classes(family, head)[1].from_dict(recipe)
+    loop = dict(section.get("loop") or {})
+    seed = int(section.get("seed", 0))
+    loop_cfg = TrainConfig.from_dict({**loop, "seed": seed})
+    _check_schedule(cfg.optim.schedule, loop_cfg.max_steps // max(1, loop_cfg.grad_accum))
+    ray_cfg = {**RAY_DEFAULTS, **(section.get("ray") or {})}
+    unknown = sorted(set(ray_cfg) - set(RAY_DEFAULTS))
+    if unknown:
+        raise ValueError(f"train.ray: unknown key(s) {unknown}; known: {sorted(RAY_DEFAULTS)}")
+    return {
+        "section": section,
+        "name": str(section.get("name") or "model"),
+        "seed": seed,
+        "family": family,
+        "head": head,
+        "recipe": recipe,
+        "loop": loop,
+        "ray": ray_cfg,
+    }
+
+
+def _check_schedule(schedule: dict[str, Any], updates: int) -> None:
+    """A schedule measured in steps must fit in ``loop.max_steps`` (epoch-measured phases need
+    the corpus, so they are checked when training starts)."""
+    from asr_core.train.schedule import ScheduleConfig, build_schedule
+
+    sc = ScheduleConfig.from_dict(dict(schedule))
+    if sc.name in ("exponential", "plateau") or sc.warmup_epochs or sc.hold_epochs or updates <= 0:
+        return
+    try:
+        build_schedule(sc, 1.0, total_steps=updates)
+    except ValueError as e:
+        raise ValueError(
+            f"train.loop.max_steps={updates}: {e}; raise train.loop.max_steps or lower "
+            f"train.optim.schedule.warmup_steps / hold_steps"
+        ) from None
+
+
+def checkpoint_fingerprint(parts: dict[str, Any]) -> dict[str, Any]:
+    """What the weights of a step-bounded run depend on: the recipe, the seed, the loop except its
+    wall-clock cap and logging cadence, and the worker count. Checkpoints made under another
+    fingerprint are never resumed."""
+    loop = {k: v for k, v in parts["loop"].items() if k not in ("max_minutes", "log_every")}
+    return json.loads(
+        json.dumps(
+            {
+                "recipe": _absolute(parts["recipe"]),
+                "seed": parts["seed"],
+                "loop": loop,
+                "num_workers": parts["ray"]["num_workers"],
+            },
+            sort_keys=True,
+        )
+    )
+
+
+def checkpoint_dir(root: Path, name: str, fingerprint: dict[str, Any]) -> Path:
+    """``<root>/<name>/<12 hex of the fingerprint>``: one folder per distinct set of params."""
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    return (root / name / digest).resolve()
 
 
 def worker_config(
@@ -201,47 +310,40 @@ def worker_config(
     run_id: str | None = None,
     tracking_uri: str | None = None,
     fresh: bool = False,
+    checkpoints: Path | None = None,
 ) -> tuple[dict, dict, str]:
     """Check ``section`` and the checkpoint folder; ``(config for train_loop_per_worker, ray params, name)``.
 
-    A key set to null is absent (a flow's profile nulls the committed keys it does not set)."""
-    section = {k: v for k, v in section.items() if v is not None}
-    unknown = sorted(set(section) - TOP_KEYS)
-    if unknown:
-        raise ValueError(f"train: unknown key(s) {unknown}; known: {sorted(TOP_KEYS)}")
-    from asr_core.train.engine import TrainConfig
-    from asr_core.train.recipes import recipe_classes
-
-    name = str(section.get("name") or "model")
-    seed = int(section.get("seed", 0))
-    recipe = _absolute(
-        {k: section[k] for k in ("model", "features", "data", "augment", "optim", "decoding") if k in section}
-    )
-    family = str((section.get("model") or {}).get("family", "quartznet"))
-    head = (section.get("model") or {}).get("head")
-    recipe_classes(family, head)[1].from_dict(recipe)  # fail in the driver, before any worker starts
-    loop = dict(section.get("loop") or {})
-    TrainConfig.from_dict({**loop, "seed": seed})
-    ray_cfg = {**RAY_DEFAULTS, **(section.get("ray") or {})}
-    unknown = sorted(set(ray_cfg) - set(RAY_DEFAULTS))
-    if unknown:
-        raise ValueError(f"train.ray: unknown key(s) {unknown}; known: {sorted(RAY_DEFAULTS)}")
-
+    ``checkpoints``: a root kept outside the stage's output (``<root>/<name>/<fingerprint>/``),
+    so that checkpoints survive DVC's removal of ``models/<name>/`` before the stage runs;
+    None: ``models/<name>/checkpoints/`` (library use)."""
+    parts = check_section(section)
+    name, loop, ray_cfg = parts["name"], parts["loop"], parts["ray"]
     model_dir = (out_root / name).resolve()
-    fingerprint = {
-        "recipe": recipe,
-        "seed": seed,
-        "num_workers": ray_cfg["num_workers"],
-        **{k: loop.get(k) for k in ("grad_accum", "precision")},
-    }
-    _check_resumable(model_dir, json.loads(json.dumps(fingerprint)), fresh)
+    fingerprint = checkpoint_fingerprint(parts)
+    if checkpoints is None:
+        ckpt_dir = model_dir / "checkpoints"
+        legacy = {
+            "recipe": fingerprint["recipe"],
+            "seed": parts["seed"],
+            "num_workers": ray_cfg["num_workers"],
+            **{k: loop.get(k) for k in ("grad_accum", "precision")},
+        }
+        _check_resumable(model_dir, ckpt_dir, json.loads(json.dumps(legacy)), fresh)
+    else:
+        ckpt_dir = checkpoint_dir(checkpoints, name, fingerprint)
+        if fresh:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            shutil.rmtree(model_dir, ignore_errors=True)
+        _check_resumable(model_dir, ckpt_dir, fingerprint, False)
     config = {
-        "family": family,
-        "head": head,
-        "recipe": recipe,
+        "family": parts["family"],
+        "head": parts["head"],
+        "recipe": _absolute(parts["recipe"]),
         "loop": loop,
-        "seed": seed,
+        "seed": parts["seed"],
         "model_dir": str(model_dir),
+        "ckpt_dir": str(ckpt_dir),
         "run_id": run_id,
         "tracking_uri": tracking_uri,
         "use_gpu": bool(ray_cfg["use_gpu"]),
@@ -345,6 +447,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default="models", help="model folders go to <out>/<name>/")
     p.add_argument("--report", default="reports/train.json")
     p.add_argument("--fresh", action="store_true", help="delete <out>/<name>/ first instead of resuming")
+    p.add_argument(
+        "--checkpoints",
+        default=None,
+        help="resumable checkpoints under <checkpoints>/<name>/<params fingerprint>/, outside <out>/<name>/ "
+        "(DVC deletes a stage's outputs before running it); default: <out>/<name>/checkpoints/",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     section = load_params(args.params, "train")
@@ -352,7 +460,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     out_root = Path(args.out)
     with stage_run("train", {"train": section}) as tr:
-        summary = run(section, out_root, run_id=tr.run_id, tracking_uri=tracking_uri(), fresh=args.fresh)
+        summary = run(
+            section,
+            out_root,
+            run_id=tr.run_id,
+            tracking_uri=tracking_uri(),
+            fresh=args.fresh,
+            checkpoints=Path(args.checkpoints) if args.checkpoints else None,
+        )
         report = report_from(summary)
         tr.log_metrics({k: v for k, v in report.items() if k not in ("steps", "best_step", "resumed_from")})
         model_dir = out_root / str(section.get("name") or "model")

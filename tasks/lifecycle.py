@@ -1,0 +1,103 @@
+"""How a stage process ends when its run is stopped: a signal, or the death of what started it.
+
+A stage is started by ``dvc repro`` (by hand, by ``make run``, or by a flow through
+:func:`tasks.dvc_stage.run_stage`). Three ways its run can be stopped, and what each does here:
+
+- Ctrl-C (SIGINT to the foreground process group): Python's ``KeyboardInterrupt``.
+- SIGTERM or SIGHUP (a flow run cancelled, ``kill``, a closed terminal): :class:`StageStopped`, a
+  ``KeyboardInterrupt``, raised in the main thread. Either way the stage's ``finally`` blocks run:
+  a local Ray is shut down with every process it started, the MLflow run is marked KILLED.
+- The *guardian* dies (SIGKILL of ``dvc repro``, of the flow run's process or of the serve process
+  that runs it): a SIGKILL cannot be handled there, and this process would be reparented to PID 1
+  and train on with nobody to read its result. A daemon thread watches the guardian (the pid in
+  ``ASR_GUARDIAN_PID``, which the flows set, else the nearest ``dvc`` process above this one) and
+  sends this process SIGTERM when it is gone; SIGKILL follows if the stop takes longer than
+  :data:`FORCE_AFTER_S`. Checkpoints already written are kept, so the next run resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+GUARDIAN_ENV = "ASR_GUARDIAN_PID"
+POLL_S = 1.0
+FORCE_AFTER_S = 60.0  # a graceful stop (checkpoint, ray.shutdown, MLflow) that hangs longer is cut short
+
+_installed = False
+
+
+class StageStopped(KeyboardInterrupt):
+    """The stage process got SIGTERM or SIGHUP: stop as after Ctrl-C."""
+
+
+def _raise_stopped(signum: int, frame) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+    raise StageStopped(f"stopped by {signal.Signals(signum).name}")
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])  # field 4; the name in () may hold spaces
+
+
+def _is_dvc(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(Path(a.decode(errors="replace")).name == "dvc" for a in argv[:2] if a)
+
+
+def guardian_pid() -> int | None:
+    """The process whose death stops this stage: ``ASR_GUARDIAN_PID``, else the nearest ``dvc``
+    above this process; None when neither exists (a stage run by hand keeps running on its own)."""
+    given = os.environ.get(GUARDIAN_ENV)
+    if given and given.isdigit():
+        return int(given)
+    pid = os.getpid()
+    for _ in range(8):
+        pid = _ppid(pid) or 0
+        if pid <= 1:
+            return None
+        if _is_dvc(pid):
+            return pid
+    return None
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by its parent, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _watch(guardian: int) -> None:
+    while _alive(guardian):
+        time.sleep(POLL_S)
+    print(f"stage: the process that started it (pid {guardian}) is gone: stopping", flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(FORCE_AFTER_S)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install() -> int | None:
+    """Stop handlers for this process (main thread only; idempotent). Returns the guardian's pid."""
+    global _installed
+    if _installed or threading.current_thread() is not threading.main_thread():
+        return None
+    _installed = True
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_stopped)
+    guardian = guardian_pid()
+    if guardian is not None and guardian != os.getpid():
+        threading.Thread(target=_watch, args=(guardian,), name="guardian-watch", daemon=True).start()
+    return guardian

@@ -1,0 +1,102 @@
+"""A stage stopped mid-run: ``dvc repro`` SIGKILLed during training resumes from its last checkpoint
+and ends bit-identical to an uninterrupted run; the orphaned stage process stops by itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.flows.support import _set, base_repo, copy_repo
+
+
+def _env(repo: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}",
+        "TQDM_DISABLE": "1",
+    }
+
+
+def _stage_pids(repo: Path, module: str) -> list[int]:
+    """``python -m <module>`` processes working in ``repo``."""
+    out = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(d / "cwd")
+        except OSError:
+            continue
+        if module.encode() in argv and Path(cwd) == repo:
+            out.append(int(d.name))
+    return out
+
+
+def _final_state(repo: Path) -> dict[str, torch.Tensor]:
+    from asr_core.models.artifact import read_model_file
+
+    return read_model_file(repo / "models" / "quartznet_tiny" / "final.pt")["model"]
+
+
+@pytest.fixture
+def long_train_repo(tmp_path_factory, tmp_path):
+    repo = copy_repo(base_repo(tmp_path_factory), tmp_path)
+    _set(
+        repo / "params" / "train.yaml",
+        "train",
+        {"loop.max_steps": 60, "loop.ckpt_every": 4, "loop.eval_every": 60, "loop.keep_ckpts": 2},
+    )
+    return repo
+
+
+def test_repro_resumes_after_kill(long_train_repo):
+    repo = long_train_repo
+    env = _env(repo)
+    dvc = subprocess.Popen(
+        ["dvc", "repro", "train"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    ckpts = repo / "checkpoints" / "quartznet_tiny"
+    deadline = time.monotonic() + 240
+    while not list(ckpts.glob("*/ckpt-*.pt")):
+        assert dvc.poll() is None, "dvc repro ended before the first checkpoint: make the run longer"
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.05)
+    stage = _stage_pids(repo, "tasks.train")
+    assert stage, "the train stage process was not found"
+    os.kill(dvc.pid, signal.SIGKILL)  # dvc only: its stage is orphaned, as after `kill -9` by a user
+    dvc.wait()
+    deadline = time.monotonic() + 30
+    while _stage_pids(repo, "tasks.train") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _stage_pids(repo, "tasks.train"), "the orphaned train stage kept running after dvc was killed"
+    assert list(ckpts.glob("*/ckpt-*.pt")), "the checkpoints did not survive the kill"
+
+    r = subprocess.run(["dvc", "repro", "train"], cwd=repo, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads((repo / "reports" / "train.json").read_text())
+    assert report["steps"] == 60
+    assert report["resumed_from"], f"the second dvc repro started from step 0: {report}"
+    assert not ckpts.exists() or not any(ckpts.iterdir()), "a finished run's resumable checkpoints were left"
+    assert list((repo / "models" / "quartznet_tiny" / "checkpoints").glob("ckpt-*.pt"))
+    resumed = _final_state(repo)
+
+    r = subprocess.run(["dvc", "repro", "--force", "train"], cwd=repo, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((repo / "reports" / "train.json").read_text())["resumed_from"] is None
+    straight = _final_state(repo)
+    assert resumed.keys() == straight.keys()
+    for k in straight:
+        assert torch.equal(resumed[k], straight[k]), f"{k}: resumed run differs from an uninterrupted one"
