@@ -74,4 +74,26 @@ def training_overrides(
     }
     out.update({k: v for k, v in named.items() if v is not None})
     out.update(overrides or {})
+    if max_steps is not None and not any(k.startswith("train.optim") for k in overrides or {}):
+        out.update(_fit_warmup(repo or Path.cwd(), out, max_steps))
+    return out
+
+
+def _fit_warmup(repo: Path, planned: Mapping[str, Any], max_steps: int) -> dict[str, Any]:
+    """A short run asked for by the ``max_steps`` flow parameter (a smoke run) gets a warm-up that fits:
+    a tenth of its steps and no hold, where the schedule's own warm-up + hold (in steps) is longer.
+    Given as overrides, so the run's log, MLflow and ``dvc.lock`` show them."""
+    from flows.overrides import plan
+
+    train = (plan(repo, planned).get("params/train.yaml") or {}).get("train") or {}
+    sched = ((train.get("optim") or {}).get("schedule")) or {}
+    if sched.get("name") not in ("polynomial", "legacy", "tri_stage"):
+        return {}
+    if any(sched.get(k) for k in ("warmup_epochs", "hold_epochs", "warmup_ratio", "hold_ratio")):
+        return {}
+    if int(sched.get("warmup_steps") or 0) + int(sched.get("hold_steps") or 0) <= max_steps:
+        return {}
+    out = {"train.optim.schedule.warmup_steps": max_steps // 10}
+    if sched.get("hold_steps"):
+        out["train.optim.schedule.hold_steps"] = 0
     return out

@@ -16,6 +16,7 @@ from prefect import get_run_logger
 from flows import config
 from flows.overrides import overridden_params, split_key
 from flows.steps import dvc_stage, md5_tags, register_model, value
+from flows.validation import validate
 from tasks import tracking
 from tasks.dvc_stage import pipeline_stages, stage_plan
 
@@ -66,6 +67,7 @@ def run_training(
     stages, missing = stage_plan(repo, requested_stages)
     available = pipeline_stages(repo)
     overrides = effective_overrides(repo, requested)
+    validate(repo, overrides)  # before anything else: a bad parameter fails the flow run in seconds
     ctx = prefect_context()
     summary: dict[str, Any] = {"flow": flow_name, "overrides": overrides, "stages": {}}
     with overridden_params(repo, overrides, log=logger.info):

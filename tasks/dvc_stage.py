@@ -237,13 +237,30 @@ def token_pids(token: str) -> list[int]:
     return [p for p in found if p != os.getpid()]
 
 
+def _is_stage(pid: int) -> bool:
+    """A stage's main process (``python -m tasks.<stage>``), not one of its Ray or loader processes."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(a.startswith(b"tasks.") for a in argv[1:3]) and b"-m" in argv[1:3]
+
+
 def stop_tree(proc: subprocess.Popen, token: str, grace_s: float = STOP_GRACE_S) -> int:
     """Stop a stage started by :func:`run_stage`: SIGTERM to its process group (dvc, the stage, a
     local Ray), up to ``grace_s`` for a clean stop (checkpoint kept, MLflow run KILLED), then
     SIGKILL to the group and to every process still carrying the run's token (Ray processes in
     sessions of their own). Returns how many processes needed SIGKILL."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+    # The stage's own process first: it stops its local Ray itself (ray.shutdown) and marks its MLflow
+    # run KILLED; a SIGTERM to the whole group would take the Ray processes from under it first, and
+    # Ray's driver then exits without running its cleanup. DVC ends when its stage does.
+    stages = [p for p in token_pids(token) if _is_stage(p)]
+    for pid in stages:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    if not stages:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and (proc.poll() is None or token_pids(token)):
         time.sleep(0.2)

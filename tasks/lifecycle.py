@@ -89,14 +89,21 @@ def _watch(guardian: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def handle_signals() -> None:
+    """SIGTERM and SIGHUP raise :class:`StageStopped`. Call again after a library that installs its
+    own handler (``ray.init`` makes SIGTERM a bare ``sys.exit(1)`` in the driver)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _raise_stopped)
+
+
 def install() -> int | None:
     """Stop handlers for this process (main thread only; idempotent). Returns the guardian's pid."""
     global _installed
     if _installed or threading.current_thread() is not threading.main_thread():
         return None
     _installed = True
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_stopped)
+    handle_signals()
     guardian = guardian_pid()
     if guardian is not None and guardian != os.getpid():
         threading.Thread(target=_watch, args=(guardian,), name="guardian-watch", daemon=True).start()

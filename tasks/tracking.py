@@ -196,16 +196,20 @@ def start_flow_run(
 
 
 def end_flow_run(
-    run_id: str, *, error: BaseException | str | None = None, tags: Mapping[str, Any] | None = None
+    run_id: str,
+    *,
+    error: BaseException | str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    status: str | None = None,
 ) -> None:
-    """FINISHED, or FAILED with the error as the ``error`` tag."""
+    """FINISHED, or FAILED (``status``: KILLED for a cancelled run) with the error as the ``error`` tag."""
     c = client()
     for k, v in (tags or {}).items():
         c.set_tag(run_id, k, str(v))
     if error is not None:
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         c.set_tag(run_id, "error", text[:5000])
-    c.set_terminated(run_id, status="FAILED" if error is not None else "FINISHED")
+    c.set_terminated(run_id, status=status or ("FAILED" if error is not None else "FINISHED"))
 
 
 def find_child_run(

@@ -24,10 +24,9 @@ Ray Train: always a ``TorchTrainer``. ``ray.num_workers: 0`` runs the loop in th
 (Ray's local mode: fast, no cluster); ``>= 1`` starts that many Ray workers with a
 torch.distributed group (gloo on CPU, NCCL with ``use_gpu``), each ``resources_per_worker``.
 Without ``address`` a local Ray instance is started (``num_cpus``, no dashboard, capped object
-store). Multi-node: on the head node ``ray start --head --port=6379``, on every other node
-``ray start --address=<head-ip>:6379``, then set ``ray.address: auto`` and
-``ray.num_workers`` to the total and run this command on the head node. Paths (data,
-``models/``, the MLflow store) must be on storage every node sees at the same path.
+store). Multi-node (a Ray cluster with token authentication, how the joining nodes get the token,
+``ray.address``): docs/orchestration.md, "Multi-node". Paths (data, ``models/``, the MLflow store)
+must be on storage every node sees at the same path.
 
 MLflow: this process opens the ``train`` stage run (params, artifacts: best and final
 ``model.pt``, the last checkpoint, the summary); rank 0 logs the per-step loss / lr /
@@ -285,10 +284,13 @@ def checkpoint_fingerprint(parts: dict[str, Any]) -> dict[str, Any]:
     wall-clock cap and logging cadence, and the worker count. Checkpoints made under another
     fingerprint are never resumed."""
     loop = {k: v for k, v in parts["loop"].items() if k not in ("max_minutes", "log_every")}
+    data = parts["recipe"].get("data") or {}
+    files = {k: _md5(data[k]) for k in PATH_KEYS if data.get(k)}  # the content, not where the workspace is
     return json.loads(
         json.dumps(
             {
-                "recipe": _absolute(parts["recipe"]),
+                "recipe": parts["recipe"],
+                "data_md5": files,
                 "seed": parts["seed"],
                 "loop": loop,
                 "num_workers": parts["ray"]["num_workers"],
@@ -296,6 +298,17 @@ def checkpoint_fingerprint(parts: dict[str, Any]) -> dict[str, Any]:
             sort_keys=True,
         )
     )
+
+
+def _md5(path: str) -> str | None:
+    p = Path(path)
+    if not p.is_file():
+        return None
+    h = hashlib.md5()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def checkpoint_dir(root: Path, name: str, fingerprint: dict[str, Any]) -> Path:
@@ -324,7 +337,7 @@ def worker_config(
     if checkpoints is None:
         ckpt_dir = model_dir / "checkpoints"
         legacy = {
-            "recipe": fingerprint["recipe"],
+            "recipe": _absolute(parts["recipe"]),
             "seed": parts["seed"],
             "num_workers": ray_cfg["num_workers"],
             **{k: loop.get(k) for k in ("grad_accum", "precision")},
@@ -335,6 +348,7 @@ def worker_config(
         if fresh:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             shutil.rmtree(model_dir, ignore_errors=True)
+        _lock_checkpoints(ckpt_dir)
         _check_resumable(model_dir, ckpt_dir, fingerprint, False)
     config = {
         "family": parts["family"],
@@ -393,6 +407,9 @@ def _fit(config: dict[str, Any], ray_cfg: dict[str, Any], name: str) -> dict[str
                 log_to_driver=True,
             )
         started = True
+        from tasks.lifecycle import handle_signals
+
+        handle_signals()  # ray.init replaced the stage's SIGTERM handler with its own sys.exit(1)
     try:
         trainer_cls = _LocalTorchTrainer(TorchTrainer) if started and not ray_cfg["address"] else TorchTrainer
         trainer = trainer_cls(
@@ -442,6 +459,33 @@ def report_from(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in rep.items()}
 
 
+def _checkpoint_root(given: str | None) -> Path | None:
+    """``ASR_CHECKPOINTS`` wins over ``--checkpoints``: a flow's run workspace keeps its checkpoints
+    in the user's checkout, so a cancelled or killed run resumes in the next run's workspace."""
+    root = os.environ.get("ASR_CHECKPOINTS") if given else None
+    return Path(root or given) if (root or given) else None
+
+
+_LOCKS: list = []  # held for the life of the process
+
+
+def _lock_checkpoints(ckpt_dir: Path) -> None:
+    """One run per checkpoint folder: two runs of the same params at once would overwrite each other."""
+    import fcntl
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    f = open(ckpt_dir / ".lock", "w")  # noqa: SIM115 (kept open: the lock lives as long as the file)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RuntimeError(
+            f"{ckpt_dir} is in use by another run of the same params (same fingerprint); "
+            f"wait for it, or change train.seed / train.name"
+        ) from None
+    _LOCKS.append(f)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = stage_parser(__doc__.splitlines()[0])
     p.add_argument("--out", default="models", help="model folders go to <out>/<name>/")
@@ -466,7 +510,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run_id=tr.run_id,
             tracking_uri=tracking_uri(),
             fresh=args.fresh,
-            checkpoints=Path(args.checkpoints) if args.checkpoints else None,
+            checkpoints=_checkpoint_root(args.checkpoints),
         )
         report = report_from(summary)
         tr.log_metrics({k: v for k, v in report.items() if k not in ("steps", "best_step", "resumed_from")})

@@ -84,3 +84,24 @@ def test_profile_nulls_the_committed_keys_it_does_not_set(tmp_path, monkeypatch)
         tmp_path / "models",
     )
     assert "augment" not in config["recipe"] and config["seed"] == 0
+
+
+@pytest.mark.parametrize("family", ["quartznet", "jasper", "rnnt", "conformer"])
+def test_flow_params_validated_smoke_run_fits_the_warmup(family):
+    """The README's smoke run (`--param max_steps=4`) passes validation on the committed params of
+    every family: the warm-up shrinks to fit; the same steps given as a raw override are refused."""
+    from flows.params import training_overrides
+    from flows.validation import FlowParamsError, validate
+    from tests import REPO
+
+    kw = dict(preset=None, name=None, ray_workers=None, loader_workers=None, source=None, repo=REPO)
+    smoke = training_overrides(family, max_steps=4, overrides=None, **kw)
+    assert smoke["train.loop.max_steps"] == 4 and smoke["train.optim.schedule.warmup_steps"] == 0
+    validate(REPO, smoke)
+    raw = training_overrides(family, max_steps=None, overrides={"train.loop.max_steps": 4}, **kw)
+    with pytest.raises(FlowParamsError, match=r"train.loop.max_steps=4: polynomial schedule needs"):
+        validate(REPO, raw)
+    with pytest.raises(FlowParamsError, match=r"train: unknown key\(s\) \['sead'\]"):
+        validate(REPO, {**smoke, "train.sead": 1})
+    with pytest.raises(FlowParamsError, match="expected a list"):
+        validate(REPO, {**smoke, "benchmark.devices": "cpu"})

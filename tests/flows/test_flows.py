@@ -281,6 +281,23 @@ def test_overrides_are_restored_and_recovered(tmp_path):
     assert f.read_text().endswith("# edited\n")
 
 
+def test_flow_params_validated_before_any_stage(repo):
+    """A bad override fails the flow run in its first seconds: no MLflow run, no stage, params untouched."""
+    from flows.train_quartznet import train_quartznet
+
+    committed = {p.name: p.read_text() for p in (repo / "params").glob("*.yaml")}
+    for overrides, msg in [
+        ({"train.loop.max_stepz": 5}, "max_stepz"),
+        ({"evaluate.max_utterancez": 5}, "max_utterancez"),
+        ({"evaluate.num_workers": "many"}, "expected a number"),
+        ({"train.optim.schedule.warmup_steps": 10}, "train.loop.max_steps=3"),
+    ]:
+        state = train_quartznet(overrides=overrides, return_state=True)
+        assert state.is_failed() and msg in state.message, (overrides, state.message)
+    assert not [r for r in _runs() if r.data.tags.get("flow")], "a flow run opened an MLflow run"
+    assert {p.name: p.read_text() for p in (repo / "params").glob("*.yaml")} == committed
+
+
 def test_benchmark_nightly_fails_on_a_regression(tmp_path_factory, tmp_path, monkeypatch, harness):
     from flows.benchmark_nightly import benchmark_nightly
     from tasks import registry, tracking
@@ -350,6 +367,7 @@ def test_flow_parameters_to_overrides(tmp_path):
         "train.model.overrides": {},
         "train.name": "jasper_tiny",
         "train.loop.max_steps": 7,
+        "train.optim.schedule.warmup_steps": 0,  # a 7-step run: the 150-step warm-up shrinks to fit
         "download.source": "librispeech",
         **({} if committed["model"]["preset"] == "tiny" else {"train.model.preset": "tiny"}),
     }
