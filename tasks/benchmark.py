@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> dict:
     from tasks.tracking import stage_run
 
     out = Path(args.out)
-    with stage_run("benchmark", {"benchmark": section}) as tr:
+    with stage_run(
+        "benchmark", {"benchmark": section}, label=Path(args.model).parent.name if args.model else args.preset
+    ) as tr:
         report = run(section, model_path=args.model, exports=args.exports, out_dir=out, preset=args.preset)
         report["mlflow_run_id"] = tr.run_id
         tr.set_tags(

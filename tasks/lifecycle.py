@@ -71,6 +71,16 @@ def guardian_pid() -> int | None:
     return None
 
 
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22): with the pid,
+    it names one process for good (pids are reused)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
 def _alive(pid: int) -> bool:
     """Running (a zombie, exited but not yet reaped by its parent, counts as gone)."""
     try:

@@ -110,18 +110,23 @@ class StageRun:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Mapping[str, Any] | None = None) -> Iterator[StageRun]:
+def stage_run(stage: str, params: Mapping[str, Any] | None = None, label: str | None = None) -> Iterator[StageRun]:
     """Open an MLflow run for one stage; FAILED status (and the error) when the stage raises,
-    KILLED when it is stopped (Ctrl-C, SIGTERM, its guardian gone: tasks/lifecycle.py)."""
+    KILLED when it is stopped (Ctrl-C, SIGTERM, its guardian gone: tasks/lifecycle.py).
+
+    The run is named ``<stage> <label>`` (``train quartznet_tiny``) and nests under the flow's run
+    (``ASR_PARENT_RUN_ID``) or, under a plain ``dvc repro`` / ``make run``, under one parent run per
+    ``dvc repro`` invocation (:func:`repro_parent`). Tag ``dvc.stage`` names its ``dvc.lock`` entry."""
     from tasks import lifecycle
 
     lifecycle.install()
     mlflow = _mlflow()
     parent = os.environ.get("ASR_PARENT_RUN_ID")
-    tags = {"stage": stage, "git_commit": git_commit()}
-    if parent:
-        tags["mlflow.parentRunId"] = parent
-    run = mlflow.start_run(run_name=stage, tags=tags)
+    repro = None if parent else repro_parent()
+    tags = {"stage": stage, "git_commit": git_commit(), "dvc.stage": stage}
+    if parent or repro:
+        tags["mlflow.parentRunId"] = parent or repro
+    run = mlflow.start_run(run_name=f"{stage} {label}" if label else stage, tags=tags)
     sr = StageRun(mlflow, run)
     try:
         if params:
@@ -131,14 +136,51 @@ def stage_run(stage: str, params: Mapping[str, Any] | None = None) -> Iterator[S
         with contextlib.suppress(Exception):
             mlflow.set_tag("error", f"stopped: {e or 'Ctrl-C'}")
         mlflow.end_run(status="KILLED")
+        _end_repro(repro, "KILLED")
         raise
     except BaseException as e:
         with contextlib.suppress(Exception):
             mlflow.set_tag("error", f"{type(e).__name__}: {e}"[:5000])
         mlflow.end_run(status="FAILED")
+        _end_repro(repro, "FAILED")
         raise
     else:
         mlflow.end_run(status="FINISHED")
+        _end_repro(repro, "FINISHED")
+
+
+def repro_parent() -> str | None:
+    """The MLflow run grouping the stages of one ``dvc repro`` (made by its first stage), or None when
+    this stage was not started by ``dvc repro``. The invocation is told apart by the ``dvc`` process's
+    pid and start time (tag ``dvc.repro``); its name carries the model of ``params/train.yaml``."""
+    from tasks.lifecycle import guardian_pid, start_time
+
+    pid = guardian_pid()
+    if pid is None:
+        return None
+    key = f"{os.uname().nodename}:{pid}:{start_time(pid)}"
+    c = client()
+    exp = experiment_id()
+    found = c.search_runs([exp], filter_string=f"tags.`dvc.repro` = '{key}'", max_results=1)
+    if found:
+        c.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    name = "dvc repro"
+    with contextlib.suppress(Exception):
+        import yaml
+
+        train = yaml.safe_load(Path("params/train.yaml").read_text(encoding="utf-8"))["train"]
+        name = f"dvc repro {train['name']}"
+    return c.create_run(
+        exp, run_name=name, tags={"dvc.repro": key, "git_commit": git_commit(), "workspace": str(Path.cwd())}
+    ).info.run_id
+
+
+def _end_repro(run_id: str | None, status: str) -> None:
+    """The parent ends with its latest stage (a next stage of the same ``dvc repro`` reopens it)."""
+    if run_id:
+        with contextlib.suppress(Exception):
+            client().set_terminated(run_id, status=status)
 
 
 def log_summary_artifact(sr: StageRun, summary: Mapping[str, Any], name: str) -> None:

@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tasks.tracking import log_summary_artifact, stage_run, tracking_uri
 
     out_root = Path(args.out)
-    with stage_run("train", {"train": section}) as tr:
+    with stage_run("train", {"train": section}, label=str(section.get("name") or "model")) as tr:
         summary = run(
             section,
             out_root,

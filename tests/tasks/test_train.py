@@ -47,7 +47,7 @@ def _mlflow_run(run_name: str = "train"):
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
     runs = client.search_runs(
         [exp.experiment_id],
-        f"tags.mlflow.runName = '{run_name}'",
+        f"tags.stage = '{run_name}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )

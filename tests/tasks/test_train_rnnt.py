@@ -25,7 +25,7 @@ def test_train_stage_trains_a_transducer(tmp_path):
     client = MlflowClient(tracking.tracking_uri())
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
     run = client.search_runs(
-        [exp.experiment_id], "tags.mlflow.runName = 'train'", order_by=["attributes.start_time DESC"], max_results=1
+        [exp.experiment_id], "tags.stage = 'train'", order_by=["attributes.start_time DESC"], max_results=1
     )[0]
     losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)]
     assert len(losses) == 12 and losses[-1] < 0.7 * losses[0], losses

@@ -130,7 +130,7 @@ def test_evaluate_stage_reports_greedy_and_beam_and_logs_alignment(trained, tmp_
     client = MlflowClient(tracking.tracking_uri())
     exp = client.get_experiment_by_name(tracking.EXPERIMENT)
     run = client.search_runs(
-        [exp.experiment_id], "tags.mlflow.runName = 'evaluate'", order_by=["attributes.start_time DESC"], max_results=1
+        [exp.experiment_id], "tags.stage = 'evaluate'", order_by=["attributes.start_time DESC"], max_results=1
     )[0]
     assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {
         "eval/dev.tsv",
