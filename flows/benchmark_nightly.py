@@ -6,8 +6,9 @@ Scheduled by ``params/flows.yaml`` (``flows.nightly.cron``, 02:00 by default); o
     prefect deployment run benchmark-nightly/nightly
 
 For each registered model of ``flows.registry`` that has a ``champion`` alias, the champion's
-``train_name`` tag names its outputs; the stage runs with ``train.name`` overridden to it, after
-checking that ``exports/<train_name>/`` in the workspace holds the champion's graph(s) (md5).
+``train_name`` tag names its outputs; after checking that ``exports/<train_name>/`` in the user's
+checkout holds the champion's graph(s) (md5), the stage runs in a run workspace of its own
+(flows/workspace.py) with those outputs linked in and ``train.name`` overridden to it.
 A regression ends the flow run **Failed** with a message naming the regressed cells; the
 comparison report (markdown) is an artifact of the nightly MLflow run either way.
 """
@@ -20,10 +21,14 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from asr_core.io.atomic import atomic_write_text
 from flows import config
-from flows.overrides import overridden_params
-from flows.pipeline import prefect_context
+from flows.overrides import rendered
+from flows.pipeline import prefect_context, run_name, stop_status
 from flows.steps import dvc_stage, md5_tags, value
+from flows.workspace import create as create_workspace
+from flows.workspace import link_or_copy
+from flows.workspace import remove as remove_workspace
 from tasks import tracking
 from tasks.dvc_stage import pipeline_stages
 
@@ -82,42 +87,49 @@ def benchmark_nightly(models: list[str] | None = None) -> dict[str, Any]:
             out[model_name] = {"status": "no champion"}
             continue
         version, train_name = found
-        with overridden_params(repo, _name_override(repo, train_name), log=logger.info):
-            parent = tracking.start_flow_run(
-                f"benchmark-nightly {model_name} v{version.version}",
-                experiment=EXPERIMENT,
-                tags={
-                    **ctx,
-                    "flow": "benchmark-nightly",
-                    "registered_model": model_name,
-                    "model_version": version.version,
-                    "train_name": train_name,
-                },
-            )
-            try:
-                result = {"version": version.version, "mlflow_parent_run_id": parent, "stages": {}}
-                for stage in stages:
-                    if stage not in available:
-                        logger.warning(f"stage '{stage}' not available: dvc.yaml has no such stage; going on")
-                        result["stages"][stage] = {"status": "not available"}
-                        continue
-                    result["stages"][stage] = value(dvc_stage(stage, parent, experiment=EXPERIMENT, force=True))
-                report_path = repo / "reports" / "benchmark.json"
-                if "benchmark" in available:
-                    verdict = _compare(json.loads(report_path.read_text(encoding="utf-8")), _bench_params(repo))
-                    tracking.client().log_text(parent, verdict["report_md"], "benchmark_history.md")
-                    result.update(regressed=bool(verdict["regressed"]), findings=verdict["findings"])
-                    logger.info(verdict["report_md"])
-                    if verdict["regressed"]:
-                        regressions.append(
-                            f"{model_name} v{version.version}: " + "; ".join(_finding(f) for f in verdict["findings"])
-                        )
-            except BaseException as e:
-                tracking.end_flow_run(parent, error=e, tags=md5_tags(repo, available))
-                raise
-            tracking.end_flow_run(
-                parent, tags={**md5_tags(repo, available), "regressed": result.get("regressed", "n/a")}
-            )
+        ws = create_workspace(repo, run_name(ctx, f"nightly-{model_name}"), log=logger.info)
+        _carry_outputs(repo, ws.path, train_name)
+        for rel, text in rendered(ws.path, _name_override(repo, train_name)).items():
+            atomic_write_text(ws.path / rel, text)
+        parent = tracking.start_flow_run(
+            f"benchmark-nightly {model_name} v{version.version}",
+            experiment=EXPERIMENT,
+            tags={
+                **ctx,
+                "flow": "benchmark-nightly",
+                "registered_model": model_name,
+                "model_version": version.version,
+                "train_name": train_name,
+            },
+        )
+        try:
+            result = {"version": version.version, "mlflow_parent_run_id": parent, "stages": {}}
+            for stage in stages:
+                if stage not in available:
+                    logger.warning(f"stage '{stage}' not available: dvc.yaml has no such stage; going on")
+                    result["stages"][stage] = {"status": "not available"}
+                    continue
+                result["stages"][stage] = value(
+                    dvc_stage(stage, parent, experiment=EXPERIMENT, force=True, env=ws.env(), repo=str(ws.path))
+                )
+            report_path = ws.path / "reports" / "benchmark.json"
+            if "benchmark" in available:
+                verdict = _compare(json.loads(report_path.read_text(encoding="utf-8")), _bench_params(ws.path))
+                tracking.client().log_text(parent, verdict["report_md"], "benchmark_history.md")
+                result.update(regressed=bool(verdict["regressed"]), findings=verdict["findings"])
+                logger.info(verdict["report_md"])
+                if verdict["regressed"]:
+                    regressions.append(
+                        f"{model_name} v{version.version}: " + "; ".join(_finding(f) for f in verdict["findings"])
+                    )
+        except BaseException as e:
+            tracking.end_flow_run(parent, error=e, tags=md5_tags(ws.path, available), status=stop_status(e))
+            remove_workspace(ws, log=logger.info)
+            raise
+        tracking.end_flow_run(
+            parent, tags={**md5_tags(ws.path, available), "regressed": result.get("regressed", "n/a")}
+        )
+        remove_workspace(ws, log=logger.info)
         out[model_name] = result
     if regressions:
         raise BenchmarkRegression("benchmark regression against earlier nights: " + " | ".join(regressions))
@@ -128,6 +140,19 @@ def _finding(f: Any) -> str:
     if isinstance(f, dict) and {"cell", "metric"} <= set(f):
         return f"{f['cell']} {f['metric']} {f.get('old')} -> {f.get('new')}"
     return str(f)
+
+
+def _carry_outputs(repo: Path, ws: Path, train_name: str) -> None:
+    """The champion's model and export folders and the data, from the user's checkout into the run workspace
+    (hard links where possible: nothing is written on the user's side)."""
+    import shutil
+
+    for rel in (f"models/{train_name}", f"exports/{train_name}", "data"):  # data: the benchmark's manifests
+        src = repo / rel
+        if src.is_dir():
+            dst = ws / rel
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(src, dst, copy_function=link_or_copy)
 
 
 def _name_override(repo: Path, train_name: str) -> dict[str, Any]:

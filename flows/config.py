@@ -23,6 +23,8 @@ def load(repo: str | Path | None = None) -> dict[str, Any]:
     for section, fields in {
         "flows": (
             "deployments",
+            "concurrent_runs",
+            "keep_workspaces",
             "stages",
             "download_retries",
             "download_retry_delay_s",
@@ -37,6 +39,9 @@ def load(repo: str | Path | None = None) -> dict[str, Any]:
         missing = [f for f in fields if f not in data[section]]
         if missing:
             raise ValueError(f"{path}: '{section}:' lacks {missing}")
+    n = data["flows"]["concurrent_runs"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"{path}: flows.concurrent_runs must be an integer >= 1, got {n!r}")
     nightly = data["flows"]["nightly"]
     for f in ("cron", "timezone", "stages"):
         if f not in nightly:

@@ -17,6 +17,7 @@ from prefect import flow
 
 from flows.params import training_overrides
 from flows.pipeline import run_training
+from flows.workspace import existing
 
 PRETRAIN_STAGES = ["download", "prepare", "train"]  # the train stage's upstream (tokenizer) is added by DVC's DAG
 
@@ -31,8 +32,10 @@ def pretrain_wav2vec2(
     source: str | None = None,
     overrides: dict[str, Any] | None = None,
     stages: list[str] | None = None,
+    workspace: str | None = None,
 ) -> dict[str, Any]:
-    """The pre-training profile (or ``preset``: tiny | small | base | large)."""
+    """The pre-training profile (or ``preset``: tiny | small | base | large). ``workspace``: an existing
+    run workspace to run in and leave (``finetune-wav2vec2 --param pretrain=true`` passes its own)."""
     requested = training_overrides(
         "wav2vec2_pretrain",
         preset=preset,
@@ -44,5 +47,10 @@ def pretrain_wav2vec2(
         overrides=overrides,
     )
     return run_training(
-        "pretrain-wav2vec2", "wav2vec2_pretrain", requested, stages=stages or PRETRAIN_STAGES, register=False
+        "pretrain-wav2vec2",
+        "wav2vec2_pretrain",
+        requested,
+        stages=stages or PRETRAIN_STAGES,
+        register=False,
+        workspace=existing(workspace),
     )

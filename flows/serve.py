@@ -1,7 +1,8 @@
 """The long-lived process serving every deployment (``python -m flows.serve``, started by
 ``python -m flows.servers start``). It needs ``PREFECT_API_URL`` and runs from the repository
-root. One flow run at a time (``limit=1``): DVC holds a workspace lock and the flows write
-params files for the length of a run.
+root. Up to ``flows.concurrent_runs`` flow runs at once (params/flows.yaml): each runs in a
+workspace of its own (flows/workspace.py), so runs neither share DVC's workspace lock nor touch
+the user's working tree.
 
 Deployments (names in ``params/flows.yaml``)::
 
@@ -76,7 +77,8 @@ def main() -> None:
         sys.exit("error: PREFECT_API_URL is not set: start the servers with `python -m flows.servers start`")
     from prefect import serve
 
-    serve(*deployments(Path.cwd()), limit=1)
+    repo = Path.cwd()
+    serve(*deployments(repo), limit=int(config.load(repo)["flows"]["concurrent_runs"]))
 
 
 if __name__ == "__main__":

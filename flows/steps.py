@@ -45,14 +45,16 @@ def dvc_stage(
     experiment: str = tracking.EXPERIMENT,
     force: bool = False,
     env: Mapping[str, str] | None = None,
+    repo: str | None = None,
 ) -> Any:
-    """``dvc repro --single-item <stage>``, output streamed to the Prefect log.
+    """``dvc repro --single-item <stage>`` in ``repo`` (default: the current directory), output
+    streamed to the Prefect log.
 
     Returns ``{"stage", "status", "seconds", "mlflow_run_id"}``; a stage DVC skipped comes
     back in a Completed state named ``Skipped`` (shown so in the Prefect UI).
     """
     logger = get_run_logger()
-    repo = Path.cwd()
+    repo = Path(repo) if repo else Path.cwd()
     stage_env = {"ASR_PARENT_RUN_ID": parent_run_id, "ASR_EXPERIMENT": experiment, **(env or {})}
     tags = {"stage": stage, "prefect.task_run_id": _task_run_id()}
     started_ms = int(time.time() * 1000)  # a retried attempt must not pick up the failed attempt's run
@@ -90,13 +92,14 @@ def register_model(
     train: Mapping[str, Any],
     wer_splits: list[str],
     extra_tags: Mapping[str, Any],
+    repo: str | None = None,
 ) -> Any:
     """Register ``exports/<name>/``: its ``model.onnx`` (ONNX flavour), or a transducer's three graphs
     (the folder); alias ``candidate``, maybe ``champion`` (tasks/registry.py)."""
     from tasks.registry import export_graphs, register
 
     logger = get_run_logger()
-    repo = Path.cwd()
+    repo = Path(repo) if repo else Path.cwd()
     export_dir = repo / "exports" / train["name"]
     if not export_graphs(export_dir):
         msg = (

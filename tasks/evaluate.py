@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tasks.tracking import stage_run
 
     out = Path(args.out)
-    with stage_run("evaluate", {"evaluate": section}, label=Path(args.model).parent.name) as tr:
+    with stage_run("evaluate", {"evaluate": section}, label=Path(args.model).parent.name if args.model else None) as tr:
         report = run(section, out)
         tr.log_metrics({k: v for k, v in report.items() if isinstance(v, dict)})
         for split in section["splits"]:

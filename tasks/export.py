@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tasks.tracking import stage_run
 
     out = Path(args.out)
-    with stage_run("export", {"export": section}, label=Path(args.model).parent.name) as tr:
+    with stage_run("export", {"export": section}, label=Path(args.model).parent.name if args.model else None) as tr:
         report = run(section, args.model, out)
         write_report(args.report, report)
         keep = ("max_abs_diff", "wer", "wer_change", "transcripts_differ")

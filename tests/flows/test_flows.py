@@ -19,22 +19,41 @@ from tests.flows.support import _BASE, _git, _logs, _runs, _set, _task_states, c
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
+def _status(repo: Path) -> str:
+    return subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+
+
+def _apply(repo: Path, exp: str) -> None:
+    """``dvc exp apply``: what a user runs to bring a flow run's outputs into the workspace."""
+    r = subprocess.run(["dvc", "exp", "apply", exp], cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+SKIPPED = ("unchanged", "run-cache")  # a run workspace restores the data stages from DVC's run-cache
+
+
 def test_train_quartznet_end_to_end_then_skip_and_override(repo, tmp_path):
     from flows.train_quartznet import train_quartznet
     from tasks.dvc_stage import lock_outs, stage_plan
 
+    before = _status(repo)
     state = train_quartznet(return_state=True)
     assert state.is_completed(), state.message
     summary = state.result()
+    assert _status(repo) == before, "the flow run wrote to the working tree"
+    ws = Path(summary["workspace"])  # kept (flows.keep_workspaces), its outputs linked from the DVC cache
+    assert (ws / "models" / "quartznet_tiny" / "model.pt").is_file()
     stages = [s for s in summary["stages"] if summary["stages"][s]["status"] != "not available"]
     planned, missing = stage_plan(
         repo, ["download", "prepare", "tokenizer", "train", "evaluate", "export", "benchmark"]
     )
     assert stages == planned and {"download", "train", "evaluate"} <= set(stages)
     assert [s for s in summary["stages"] if summary["stages"][s]["status"] == "not available"] == missing
-    assert {s: summary["stages"][s]["status"] for s in stages} == {
-        s: ("unchanged" if s in ("download", "prepare", "tokenizer") else "ran") for s in stages
-    }
+    for s in stages:
+        assert summary["stages"][s]["status"] in (SKIPPED if s in ("download", "prepare", "tokenizer") else ("ran",))
+    exps = subprocess.run(["dvc", "exp", "list", "--name-only"], cwd=repo, capture_output=True, text=True).stdout
+    assert summary["dvc_experiment"] in exps.split()
+    _apply(repo, summary["dvc_experiment"])
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(stages) <= set(lock["stages"])
     assert (repo / "models" / "quartznet_tiny" / "model.pt").is_file()
@@ -42,9 +61,10 @@ def test_train_quartznet_end_to_end_then_skip_and_override(repo, tmp_path):
     # MLflow: a parent tagged with the flow run, the commit and the data hashes; one child per stage.
     runs = _runs()
     parent = next(r for r in runs if r.info.run_id == summary["mlflow_parent_run_id"])
-    assert parent.info.status == "FINISHED"
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "train-quartznet quartznet_tiny"
     assert parent.data.tags["prefect.flow_run_id"] == str(state.state_details.flow_run_id)
     assert parent.data.tags["git_commit"] == _git(["rev-parse", "HEAD"], repo)
+    assert parent.data.tags["dvc.exp"] == summary["dvc_experiment"]
     outs = lock_outs(repo)
     assert parent.data.tags["dvc.md5.prepare.data/prepared"] == outs["prepare:data/prepared"]
     children = {r.data.tags["stage"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
@@ -60,30 +80,34 @@ def test_train_quartznet_end_to_end_then_skip_and_override(repo, tmp_path):
         .stdout.strip()
         .endswith("Data and pipelines are up to date.")
     )
+    _git(["add", "-A"], repo)
+    _git(["commit", "-q", "-m", "trained"], repo)
     trained = copy_repo(repo, tmp_path / "trained")  # for the server integration test
 
     # Again with one override: only evaluate (and what depends on it) runs; params file untouched.
     committed = (repo / "params" / "evaluate.yaml").read_text()
     mode = (repo / "params" / "evaluate.yaml").stat().st_mode
+    before = _status(repo)
     state2 = train_quartznet(overrides={"evaluate.max_utterances": 2}, return_state=True)
     assert state2.is_completed(), state2.message
     s2 = state2.result()
-    assert [s2["stages"][s]["status"] for s in ("download", "prepare", "tokenizer", "train")] == ["unchanged"] * 4
+    assert all(s2["stages"][s]["status"] in SKIPPED for s in ("download", "prepare", "tokenizer", "train"))
     assert s2["stages"]["evaluate"]["status"] == "ran"
     states = _task_states(state2.state_details.flow_run_id, {"download": "Skipped", "evaluate": "Completed"})
     assert states.get("download") == "Skipped" and states.get("evaluate") == "Completed", states
+    assert _status(repo) == before
     assert (repo / "params" / "evaluate.yaml").read_text() == committed
     assert stat.S_IMODE((repo / "params" / "evaluate.yaml").stat().st_mode) == stat.S_IMODE(mode)
+    p2 = next(r for r in _runs() if r.info.run_id == s2["mlflow_parent_run_id"])
+    assert p2.data.params["override.evaluate.max_utterances"] == "2"
+    kids = [r for r in _runs() if r.data.tags.get("mlflow.parentRunId") == p2.info.run_id]
+    assert {r.data.tags["stage"]: r.data.tags.get("dvc.status") for r in kids}["train"] in SKIPPED
+    if "export" in stages:  # same ONNX graph: the registered version is reused, not registered again
+        assert s2["registry"]["reused"] and s2["registry"]["version"] == summary["registry"]["version"]
+    _apply(repo, s2["dvc_experiment"])
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert lock["stages"]["evaluate"]["params"]["params/evaluate.yaml"]["evaluate"]["max_utterances"] == 2
     assert json.loads((repo / "reports" / "evaluate.json").read_text())["test"]["utterances"] == 2
-    p2 = next(r for r in _runs() if r.info.run_id == s2["mlflow_parent_run_id"])
-    assert p2.data.params["override.evaluate.max_utterances"] == "2"
-    assert "evaluate.yaml" in subprocess.run(["dvc", "status"], cwd=repo, capture_output=True, text=True).stdout
-    kids = [r for r in _runs() if r.data.tags.get("mlflow.parentRunId") == p2.info.run_id]
-    assert {r.data.tags["stage"]: r.data.tags.get("dvc.status") for r in kids}["train"] == "unchanged"
-    if "export" in stages:  # same ONNX graph: the registered version is reused, not registered again
-        assert s2["registry"]["reused"] and s2["registry"]["version"] == summary["registry"]["version"]
     _BASE.setdefault("trained", trained)
 
 
@@ -109,15 +133,16 @@ def test_train_jasper_end_to_end_after_a_retried_download(repo, monkeypatch):
     summary = state.result()
     assert calls.count("download") == 2
     assert {s: summary["stages"][s]["status"] for s in ("download", "train", "evaluate", "export")} == {
-        "download": "unchanged",
+        "download": summary["stages"]["download"]["status"],
         "train": "ran",
         "evaluate": "ran",
         "export": "ran",
     }
     logs = _logs(state.state_details.flow_run_id, "Retry")
     assert "mirror unreachable (injected)" in logs and "Retry" in logs, logs[-3000:]
-    assert (repo / "models" / "jasper_tiny" / "model.pt").is_file()
     assert yaml.safe_load((repo / "params" / "train.yaml").read_text())["train"]["model"]["family"] == "quartznet"
+    _apply(repo, summary["dvc_experiment"])
+    assert (repo / "models" / "jasper_tiny" / "model.pt").is_file()
     reg = summary["registry"]
     assert reg["registered"] and reg["model_name"] == "asr-jasper" and reg["promoted"]
     runs = _runs()
@@ -143,13 +168,16 @@ def test_failing_stage_fails_flow_with_its_error(repo):
     logs = _logs(state.state_details.flow_run_id, "exited with 1")
     assert "DVC stage 'tokenizer' failed" in logs, logs[-3000:]
     assert "ValueError: tokenizer.sentencepiece: tokenizer.model_type must be 'bpe' or 'unigram', got 'bogus'" in logs
-    # earlier outputs intact, params restored, MLflow runs FAILED
-    assert (repo / "data" / "prepared" / "train.jsonl").is_file()
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert {"download", "prepare"} <= set(lock["stages"]) and "train" not in lock["stages"]
-    assert "bogus" not in (repo / "params" / "tokenizer.yaml").read_text()
+    # the failed run's workspace is kept for inspection with its earlier outputs; the user's params
+    # untouched; MLflow runs FAILED
     runs = _runs()
     parent = next(r for r in runs if r.data.tags.get("flow") == "train-quartznet")
+    ws = Path(parent.data.tags["workspace"])
+    assert (ws / "data" / "prepared" / "train.jsonl").is_file()
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())
+    assert {"download", "prepare"} <= set(lock["stages"]) and "train" not in lock["stages"]
+    assert "bogus" not in (repo / "params" / "tokenizer.yaml").read_text()
+    assert "bogus" in (ws / "params" / "tokenizer.yaml").read_text()
     assert parent.info.status == "FAILED" and "tokenizer" in parent.data.tags["error"]
     kids = {
         r.data.tags["stage"]: r.info.status for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
@@ -238,51 +266,8 @@ def test_registry_candidate_and_champion_by_wer(tmp_path, monkeypatch):
         registry.pick_wer(json.loads(evaluation.read_text()))
 
 
-def test_overrides_are_restored_and_recovered(tmp_path):
-    from flows.overrides import BACKUP_DIR, overridden_params, recover
-
-    (tmp_path / "params").mkdir()
-    f = tmp_path / "params" / "train.yaml"
-    committed = "# comment kept\ntrain:\n  loop: {max_steps: 10}\n  name: a\n"
-    f.write_text(committed)
-    f.chmod(0o644)
-    with overridden_params(tmp_path, {"train.loop.max_steps": 2}, log=lambda m: None):
-        assert yaml.safe_load(f.read_text())["train"] == {"loop": {"max_steps": 2}, "name": "a"}
-    assert f.read_text() == committed and stat.S_IMODE(f.stat().st_mode) == 0o644
-    with (
-        pytest.raises(RuntimeError, match="boom"),
-        overridden_params(tmp_path, {"train.name": "b"}, log=lambda m: None),
-    ):
-        raise RuntimeError("boom")
-    assert f.read_text() == committed
-    for bad, msg in [
-        ({"train.nope.x": 1}, "not a mapping"),
-        ({"nofile.x": 1}, "params file params/nofile.yaml"),
-        ({"train": 1}, "expected <stage>.<field>"),
-    ]:
-        with pytest.raises((ValueError, FileNotFoundError), match=msg), overridden_params(tmp_path, bad):
-            pass
-    # a killed run: the backups are still there and the file still holds the overrides
-    ctx = overridden_params(tmp_path, {"train.name": "killed"}, log=lambda m: None)
-    ctx.__enter__()
-    assert "killed" in f.read_text()
-    assert recover(tmp_path, log=lambda m: None) == ["params/train.yaml"]
-    assert f.read_text() == committed and not list((tmp_path / BACKUP_DIR).iterdir())
-    ctx.gen.close()  # (the "killed" run's cleanup, so nothing is left for interpreter exit)
-    assert f.read_text() == committed
-    # killed, then someone edited the file: refused, nothing overwritten
-    ctx = overridden_params(tmp_path, {"train.name": "killed"}, log=lambda m: None)
-    ctx.__enter__()
-    f.write_text(committed + "# edited\n")
-    with pytest.raises(RuntimeError, match="params/train.yaml was edited while holding overrides"):
-        recover(tmp_path)
-    assert f.read_text().endswith("# edited\n")
-    ctx.gen.close()  # the run's own cleanup does not clobber the edit either
-    assert f.read_text().endswith("# edited\n")
-
-
 def test_flow_params_validated_before_any_stage(repo):
-    """A bad override fails the flow run in its first seconds: no MLflow run, no stage, params untouched."""
+    """A bad override fails the flow run in its first seconds: no workspace, no MLflow run, no stage."""
     from flows.train_quartznet import train_quartznet
 
     committed = {p.name: p.read_text() for p in (repo / "params").glob("*.yaml")}
@@ -294,6 +279,7 @@ def test_flow_params_validated_before_any_stage(repo):
     ]:
         state = train_quartznet(overrides=overrides, return_state=True)
         assert state.is_failed() and msg in state.message, (overrides, state.message)
+    assert not (repo / ".flows" / "runs").exists() or not any((repo / ".flows" / "runs").iterdir())
     assert not [r for r in _runs() if r.data.tags.get("flow")], "a flow run opened an MLflow run"
     assert {p.name: p.read_text() for p in (repo / "params").glob("*.yaml")} == committed
 

@@ -68,7 +68,7 @@ def test_rnnt_dvc_repro_end_to_end_then_flow_registers(repo):
     summary = state.result()
     statuses = {s: v["status"] for s, v in summary["stages"].items()}
     assert {"train", "evaluate", "export", "benchmark"} <= set(statuses), statuses
-    assert set(statuses.values()) <= {"unchanged", "run-cache"}, statuses
+    assert set(statuses.values()) <= {"unchanged", "run-cache"}, json.dumps(statuses)
     assert train_yaml.read_text() == committed
     reg = summary["registry"]
     assert reg["registered"] and reg["model_name"] == "asr-rnnt" and reg["promoted"] and not reg["reused"], reg

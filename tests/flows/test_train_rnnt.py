@@ -7,6 +7,7 @@ registry, in tests/flows/test_rnnt_pipeline.py; a stage here costs a DVC subproc
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -28,11 +29,12 @@ def test_train_rnnt_flow_trains_a_transducer_with_its_profile(repo):
     assert summary["stages"]["train"]["status"] == "ran"
     assert summary["overrides"]["train.model.family"] == "rnnt"
     assert (repo / "params" / "train.yaml").read_text() == committed  # the profile applied for the run only
-    model_dir = repo / "models" / "rnnt_small"
+    ws = Path(summary["workspace"])  # the run's outputs, in its own workspace
+    model_dir = ws / "models" / "rnnt_small"
     assert (model_dir / "model.pt").is_file()
-    report = json.loads((repo / "reports" / "train.json").read_text())
+    report = json.loads((ws / "reports" / "train.json").read_text())
     assert report["steps"] == 3 and report["best_dev_wer"] is not None  # max_steps 3 beat the profile's 6000
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())
     assert lock["stages"]["train"]["params"]["params/train.yaml"]["train"]["model"]["family"] == "rnnt"
     parent = next(r for r in _runs() if r.info.run_id == summary["mlflow_parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.params["flow.family"] == "rnnt"

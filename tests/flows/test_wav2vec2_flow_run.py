@@ -6,6 +6,7 @@ registry; the profiles applied for each run only."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,9 +43,10 @@ def test_pretrain_then_finetune_flows_end_to_end(repo):
     assert pre["stages"]["train"]["status"] == "ran" and "registry" not in pre
     assert pre["overrides"]["train.model.family"] == "wav2vec2_pretrain"
     assert (repo / "params" / "train.yaml").read_text() == committed
-    pre_model = repo / "models" / pre_name / "model.pt"
+    pre_ws = Path(pre["workspace"])  # the run's outputs, in its own workspace
+    pre_model = pre_ws / "models" / pre_name / "model.pt"
     assert torch.load(pre_model, map_location="cpu", weights_only=False)["format"] == "asr-toolkit/wav2vec2-pretraining"
-    report = json.loads((repo / "reports" / "train.json").read_text())
+    report = json.loads((pre_ws / "reports" / "train.json").read_text())
     assert report["steps"] == 3
 
     # fine-tuning starts from the profile's init_from: the pre-training output above
@@ -52,6 +54,7 @@ def test_pretrain_then_finetune_flows_end_to_end(repo):
     state = finetune_wav2vec2(overrides=LOOP, stages=["train", "evaluate", "export"], return_state=True)
     assert state.is_completed(), state.message
     ft = state.result()
+    ft_ws = Path(ft["workspace"])
     assert {s: ft["stages"][s]["status"] for s in ("train", "evaluate", "export")} == {
         "train": "ran",
         "evaluate": "ran",
@@ -61,16 +64,16 @@ def test_pretrain_then_finetune_flows_end_to_end(repo):
     name = ft_profile["name"]
     from asr_core.models.artifact import load_model
 
-    _, features, _ = load_model(repo / "models" / name / "model.pt")
+    _, features, _ = load_model(ft_ws / "models" / name / "model.pt")
     assert type(features).__name__ == "WaveformFeatures"
-    evaluation = json.loads((repo / "reports" / "evaluate.json").read_text())
+    evaluation = json.loads((ft_ws / "reports" / "evaluate.json").read_text())
     assert evaluation["test"]["wer"] >= 0.0 and evaluation["test"]["cer"] >= 0.0
-    export = json.loads((repo / "reports" / "export.json").read_text())
+    export = json.loads((ft_ws / "reports" / "export.json").read_text())
     assert export["passed"] and all(b["passed"] for b in export["backends"].values()), export
-    assert (repo / "exports" / name / "model.onnx").is_file()
+    assert (ft_ws / "exports" / name / "model.onnx").is_file()
     reg = ft["registry"]
     assert reg["registered"] and reg["model_name"] == "asr-wav2vec2" and reg["promoted"]
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    lock = yaml.safe_load((ft_ws / "dvc.lock").read_text())
     assert lock["stages"]["train"]["params"]["params/train.yaml"]["train"]["model"]["family"] == "wav2vec2"
     parent = next(r for r in _runs() if r.info.run_id == ft["mlflow_parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.params["flow.family"] == "wav2vec2"
