@@ -491,6 +491,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default="models", help="model folders go to <out>/<name>/")
     p.add_argument("--report", default="reports/train.json")
     p.add_argument("--fresh", action="store_true", help="delete <out>/<name>/ first instead of resuming")
+    p.add_argument("--name", default=None, help="the model's name (outputs <out>/<name>/), instead of train.name")
     p.add_argument(
         "--checkpoints",
         default=None,
@@ -500,6 +501,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     section = load_params(args.params, "train")
+    if args.name:  # a model of params/models.yaml: its key names it, whatever its params file says
+        section = {**section, "name": args.name}
     from tasks.tracking import log_summary_artifact, stage_run, tracking_uri
 
     out_root = Path(args.out)
