@@ -28,6 +28,7 @@ POLL_S = 1.0
 FORCE_AFTER_S = 60.0  # a graceful stop (checkpoint, ray.shutdown, MLflow) that hangs longer is cut short
 
 _installed = False
+_owner = 0  # the stage's own process: forked children inherit the handler, not the stop
 
 
 class StageStopped(KeyboardInterrupt):
@@ -36,6 +37,9 @@ class StageStopped(KeyboardInterrupt):
 
 def _raise_stopped(signum: int, frame) -> None:
     signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+    if os.getpid() != _owner:  # a forked worker (a multiprocessing pool's, a data loader's): die as by default
+        os.kill(os.getpid(), signum)
+        return
     raise StageStopped(f"stopped by {signal.Signals(signum).name}")
 
 
@@ -102,7 +106,9 @@ def _watch(guardian: int) -> None:
 def handle_signals() -> None:
     """SIGTERM and SIGHUP raise :class:`StageStopped`. Call again after a library that installs its
     own handler (``ray.init`` makes SIGTERM a bare ``sys.exit(1)`` in the driver)."""
+    global _owner
     if threading.current_thread() is threading.main_thread():
+        _owner = os.getpid()
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _raise_stopped)
 

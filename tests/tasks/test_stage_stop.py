@@ -100,3 +100,38 @@ def test_repro_resumes_after_kill(long_train_repo):
     assert resumed.keys() == straight.keys()
     for k in straight:
         assert torch.equal(resumed[k], straight[k]), f"{k}: resumed run differs from an uninterrupted one"
+
+
+def test_ctrl_c_on_dvc_repro_marks_the_run_killed_and_the_next_repro_resumes(long_train_repo, monkeypatch):
+    """Ctrl-C in the terminal: SIGINT to the foreground process group (dvc and the stage)."""
+    from tasks import tracking
+
+    repo = long_train_repo
+    env = _env(repo)
+    dvc = subprocess.Popen(
+        ["dvc", "repro", "train"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    ckpts = repo / "checkpoints" / "quartznet_tiny"
+    deadline = time.monotonic() + 240
+    while not list(ckpts.glob("*/ckpt-*.pt")):
+        assert dvc.poll() is None, "dvc repro ended before the first checkpoint: make the run longer"
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.05)
+    os.killpg(dvc.pid, signal.SIGINT)
+    dvc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while _stage_pids(repo, "tasks.train") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _stage_pids(repo, "tasks.train")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    runs = tracking.client().search_runs([tracking.experiment_id()], "tags.stage = 'train'")
+    assert [r.info.status for r in runs] == ["KILLED"], [(r.info.status, r.data.tags.get("error")) for r in runs]
+    r = subprocess.run(["dvc", "repro", "train"], cwd=repo, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads((repo / "reports" / "train.json").read_text())
+    assert report["steps"] == 60 and report["resumed_from"], report
