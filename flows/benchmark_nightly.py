@@ -27,7 +27,7 @@ from flows.overrides import rendered
 from flows.pipeline import prefect_context, run_name, stop_status
 from flows.steps import dvc_stage, md5_tags, value
 from flows.workspace import create as create_workspace
-from flows.workspace import link_or_copy
+from flows.workspace import link_tree
 from flows.workspace import remove as remove_workspace
 from tasks import tracking
 from tasks.dvc_stage import pipeline_stages
@@ -148,11 +148,9 @@ def _carry_outputs(repo: Path, ws: Path, train_name: str) -> None:
     import shutil
 
     for rel in (f"models/{train_name}", f"exports/{train_name}", "data"):  # data: the benchmark's manifests
-        src = repo / rel
-        if src.is_dir():
-            dst = ws / rel
-            shutil.rmtree(dst, ignore_errors=True)
-            shutil.copytree(src, dst, copy_function=link_or_copy)
+        if (repo / rel).is_dir():
+            shutil.rmtree(ws / rel, ignore_errors=True)
+            link_tree(repo / rel, ws / rel)
 
 
 def _name_override(repo: Path, train_name: str) -> dict[str, Any]:

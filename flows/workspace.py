@@ -149,6 +149,15 @@ def link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def link_tree(src: Path, dst: Path) -> None:
+    """``src`` (a file or a folder) at ``dst`` as hard links, copies where links cannot be made."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=link_or_copy, symlinks=True)
+    else:
+        link_or_copy(str(src), str(dst))
+
+
 def _link_outputs(repo: Path, ws: Path) -> list[str]:
     """Hard-link the outputs ``dvc.lock`` records in the checkout into the workspace, so that a stage
     whose inputs are unchanged is skipped there as it would be in the checkout (DVC's run-cache does
@@ -168,11 +177,7 @@ def _link_outputs(repo: Path, ws: Path) -> list[str]:
             src, dst = repo / rel, ws / rel
             if not rel or dst.exists() or not src.exists():
                 continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if src.is_dir():
-                shutil.copytree(src, dst, copy_function=link_or_copy, symlinks=True)
-            else:
-                link_or_copy(str(src), str(dst))
+            link_tree(src, dst)
             linked.append(rel)
     return linked
 

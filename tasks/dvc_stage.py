@@ -224,9 +224,10 @@ def lock_outs(repo: str | Path, stages: list[str] | None = None) -> dict[str, st
     return out
 
 
-def token_pids(token: str) -> list[int]:
-    """Processes whose environment holds ``ASR_RUN_TOKEN=<token>`` (Linux ``/proc``; else none)."""
-    needle = f"{TOKEN_ENV}={token}".encode()
+def pids_with_env(entry: str) -> list[int]:
+    """Processes (other than this one) whose environment holds ``entry`` (``NAME=value``); Linux
+    ``/proc``, elsewhere none."""
+    needle = entry.encode()
     found = []
     for d in Path("/proc").glob("[0-9]*"):
         try:
@@ -235,6 +236,11 @@ def token_pids(token: str) -> list[int]:
         except OSError:
             continue
     return [p for p in found if p != os.getpid()]
+
+
+def token_pids(token: str) -> list[int]:
+    """The processes of a stage started by :func:`run_stage` (``ASR_RUN_TOKEN=<token>``)."""
+    return pids_with_env(f"{TOKEN_ENV}={token}")
 
 
 def _is_stage(pid: int) -> bool:

@@ -43,12 +43,19 @@ def _raise_stopped(signum: int, frame) -> None:
     raise StageStopped(f"stopped by {signal.Signals(signum).name}")
 
 
-def _ppid(pid: int) -> int | None:
+def _stat(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` from field 3 (state) on; None when the process is gone. The command name
+    before it, in parentheses, may hold spaces."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat[stat.rindex(")") + 2 :].split()[1])  # field 4; the name in () may hold spaces
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _ppid(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None  # field 4
 
 
 def _is_dvc(pid: int) -> bool:
@@ -78,20 +85,14 @@ def guardian_pid() -> int | None:
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22): with the pid,
     it names one process for good (pids are reused)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def _alive(pid: int) -> bool:
     """Running (a zombie, exited but not yet reaped by its parent, counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"
 
 
 def _watch(guardian: int) -> None:

@@ -285,7 +285,9 @@ def checkpoint_fingerprint(parts: dict[str, Any]) -> dict[str, Any]:
     fingerprint are never resumed."""
     loop = {k: v for k, v in parts["loop"].items() if k not in ("max_minutes", "log_every")}
     data = parts["recipe"].get("data") or {}
-    files = {k: _md5(data[k]) for k in PATH_KEYS if data.get(k)}  # the content, not where the workspace is
+    files = {
+        k: _md5(data[k]) for k in PATH_KEYS if data.get(k) and Path(data[k]).is_file()
+    }  # the content, not where the workspace is
     return json.loads(
         json.dumps(
             {
@@ -300,15 +302,10 @@ def checkpoint_fingerprint(parts: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _md5(path: str) -> str | None:
-    p = Path(path)
-    if not p.is_file():
-        return None
-    h = hashlib.md5()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _md5(path: str) -> str:
+    # not asr_core.data.download.checksums: importing it would make the train stage depend on the download code
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def checkpoint_dir(root: Path, name: str, fingerprint: dict[str, Any]) -> Path:

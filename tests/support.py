@@ -9,7 +9,7 @@ import yaml
 
 from asr_core.models import build_model_from_config
 from asr_core.models.artifact import read_model_file, save_model
-from asr_core.testing import make_corpus, make_sentencepiece
+from asr_core.testing import SMALL_QUARTZNET, make_corpus, make_sentencepiece
 from tests import REPO
 
 
@@ -68,3 +68,35 @@ def noisy_model(model_path: Path) -> Path:
             step=0,
         )
     return out
+
+
+def tiny_train_params(
+    tmp_path: Path, corpus: Path, name: str, ray: dict, steps: int = 4, eval_every: int = 2, **loop
+) -> Path:
+    """The real params/train.yaml with tiny overrides (small QuartzNet, ``steps`` steps, the corpus of
+    ``make_corpus``, ``ray`` merged into ``train.ray``), written to ``tmp_path/train.yaml``."""
+    section = yaml.safe_load((REPO / "params" / "train.yaml").read_text())["train"]
+    section["name"] = name
+    section["model"]["overrides"] = dict(SMALL_QUARTZNET)
+    section["data"].update(
+        train_manifest=str(corpus / "train.jsonl"),
+        dev_manifest=str(corpus / "dev.jsonl"),
+        vocab=None,
+        batch_size=3,
+        max_batch_seconds=None,
+        num_workers=0,
+    )
+    section["loop"].update(
+        max_steps=steps,
+        max_minutes=None,
+        eval_every=eval_every,
+        ckpt_every=eval_every,
+        log_every=1,
+        precision="fp32",
+        **loop,
+    )
+    section["optim"]["schedule"].update(warmup_steps=1)  # the default's warm-up is longer than the run
+    section["ray"].update(ray)
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"train": section}))
+    return path

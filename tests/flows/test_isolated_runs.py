@@ -96,21 +96,11 @@ def _show(repo: Path, ref: str, path: str) -> str:
     return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=repo, capture_output=True, text=True, check=True).stdout
 
 
-def _processes_with(env_entry: bytes) -> list[int]:
-    found = []
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            if env_entry in (d / "environ").read_bytes().split(b"\0"):
-                found.append(int(d.name))
-        except OSError:
-            continue
-    return found
-
-
 def test_flow_cancel_stops_the_stage_tree_and_the_next_run_resumes(repo, tmp_path):
     from prefect.settings import PREFECT_API_URL
 
     from tasks import tracking
+    from tasks.dvc_stage import pids_with_env
 
     _set(repo / "params" / "train.yaml", "train", {"loop.max_steps": 80, "loop.ckpt_every": 4, "loop.eval_every": 80})
     subprocess.run(["git", "commit", "-qam", "longer", "--author", "t <t@localhost>"], cwd=repo, check=True)
@@ -130,16 +120,16 @@ def test_flow_cancel_stops_the_stage_tree_and_the_next_run_resumes(repo, tmp_pat
         assert flow.poll() is None, (tmp_path / "flow.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "no checkpoint within 300 s"
         time.sleep(0.1)
-    tree = f"ASR_GUARDIAN_PID={flow.pid}".encode()
-    assert _processes_with(tree), "no stage process found"
+    tree = f"ASR_GUARDIAN_PID={flow.pid}"
+    assert pids_with_env(tree), "no stage process found"
     t0 = time.monotonic()
     os.killpg(flow.pid, signal.SIGTERM)  # what Prefect's runner sends the flow run's process group on cancel
     flow.wait(timeout=90)
     stopped_in = time.monotonic() - t0
     deadline = time.monotonic() + 10
-    while _processes_with(tree) and time.monotonic() < deadline:
+    while pids_with_env(tree) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _processes_with(tree), f"processes of the cancelled stage left: {_processes_with(tree)}"
+    assert not pids_with_env(tree), f"processes of the cancelled stage left: {pids_with_env(tree)}"
     assert stopped_in < 60
     assert _status(repo) == before, "the cancelled run changed the working tree"
 

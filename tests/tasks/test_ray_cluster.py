@@ -23,10 +23,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
-from asr_core.testing import SMALL_QUARTZNET, make_corpus
+from asr_core.testing import make_corpus
 from tests import REPO
+from tests.support import tiny_train_params
 
 RAY = shutil.which("ray", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 MARK = "ASR_TEST_RAY_CLUSTER"  # environment marker of the processes to end in the teardown
@@ -130,32 +130,15 @@ def cluster():
 
 
 def _params(tmp_path: Path, corpus: Path, address: str, steps: int) -> Path:
-    """The real params/train.yaml with tiny overrides, on the cluster at ``address``: 2 workers, 1 CPU each."""
-    section = yaml.safe_load((REPO / "params" / "train.yaml").read_text())["train"]
-    section["name"] = "cluster_test"
-    section["model"]["overrides"] = dict(SMALL_QUARTZNET)
-    section["data"].update(
-        train_manifest=str(corpus / "train.jsonl"),
-        dev_manifest=str(corpus / "dev.jsonl"),
-        vocab=None,
-        batch_size=3,
-        max_batch_seconds=None,
-        num_workers=0,
-    )
-    section["loop"].update(
-        max_steps=steps, max_minutes=None, eval_every=steps, ckpt_every=steps, log_every=1, precision="fp32"
-    )
-    section["optim"]["schedule"].update(warmup_steps=1)
-    section["ray"].update(
-        address=address,
-        num_workers=2,
-        resources_per_worker={"CPU": 1},
-        torch_threads=1,
-        storage_path=str(tmp_path / "ray_results"),
-    )
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump({"train": section}))
-    return path
+    """On the cluster at ``address``: 2 workers, 1 CPU each."""
+    ray = {
+        "address": address,
+        "num_workers": 2,
+        "resources_per_worker": {"CPU": 1},
+        "torch_threads": 1,
+        "storage_path": str(tmp_path / "ray_results"),
+    }
+    return tiny_train_params(tmp_path, corpus, "cluster_test", ray, steps, eval_every=steps)
 
 
 def test_ray_cluster_head_and_joining_node_with_token_then_train_stage(cluster, tmp_path):

@@ -46,20 +46,8 @@ def _final_state(repo: Path) -> dict[str, torch.Tensor]:
     return read_model_file(repo / "models" / "quartznet_tiny" / "final.pt")["model"]
 
 
-@pytest.fixture
-def long_train_repo(tmp_path_factory, tmp_path):
-    repo = copy_repo(base_repo(tmp_path_factory), tmp_path)
-    _set(
-        repo / "params" / "train.yaml",
-        "train",
-        {"loop.max_steps": 60, "loop.ckpt_every": 4, "loop.eval_every": 60, "loop.keep_ckpts": 2},
-    )
-    return repo
-
-
-def test_repro_resumes_after_kill(long_train_repo):
-    repo = long_train_repo
-    env = _env(repo)
+def _repro_until_checkpoint(repo: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+    """``dvc repro train`` in a session of its own, returned once its first checkpoint is on disk."""
     dvc = subprocess.Popen(
         ["dvc", "repro", "train"],
         cwd=repo,
@@ -74,6 +62,24 @@ def test_repro_resumes_after_kill(long_train_repo):
         assert dvc.poll() is None, "dvc repro ended before the first checkpoint: make the run longer"
         assert time.monotonic() < deadline, "no checkpoint within 240 s"
         time.sleep(0.05)
+    return dvc, ckpts
+
+
+@pytest.fixture
+def long_train_repo(tmp_path_factory, tmp_path):
+    repo = copy_repo(base_repo(tmp_path_factory), tmp_path)
+    _set(
+        repo / "params" / "train.yaml",
+        "train",
+        {"loop.max_steps": 60, "loop.ckpt_every": 4, "loop.eval_every": 60, "loop.keep_ckpts": 2},
+    )
+    return repo
+
+
+def test_repro_resumes_after_kill(long_train_repo):
+    repo = long_train_repo
+    env = _env(repo)
+    dvc, ckpts = _repro_until_checkpoint(repo, env)
     stage = _stage_pids(repo, "tasks.train")
     assert stage, "the train stage process was not found"
     os.kill(dvc.pid, signal.SIGKILL)  # dvc only: its stage is orphaned, as after `kill -9` by a user
@@ -108,20 +114,7 @@ def test_ctrl_c_on_dvc_repro_marks_the_run_killed_and_the_next_repro_resumes(lon
 
     repo = long_train_repo
     env = _env(repo)
-    dvc = subprocess.Popen(
-        ["dvc", "repro", "train"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    ckpts = repo / "checkpoints" / "quartznet_tiny"
-    deadline = time.monotonic() + 240
-    while not list(ckpts.glob("*/ckpt-*.pt")):
-        assert dvc.poll() is None, "dvc repro ended before the first checkpoint: make the run longer"
-        assert time.monotonic() < deadline, "no checkpoint within 240 s"
-        time.sleep(0.05)
+    dvc, ckpts = _repro_until_checkpoint(repo, env)
     os.killpg(dvc.pid, signal.SIGINT)
     dvc.wait(timeout=60)
     deadline = time.monotonic() + 30

@@ -9,33 +9,13 @@ import pytest
 import yaml
 
 from asr_core.models.artifact import load_model
-from asr_core.testing import SMALL_QUARTZNET as SMALL
 from asr_core.testing import make_corpus
 from asr_core.train.checkpoint import list_checkpoints, load_checkpoint
-from tests import REPO
+from tests.support import tiny_train_params
 
 
 def _params(tmp_path: Path, corpus: Path, ray: dict, steps: int = 4, **loop) -> Path:
-    """The real params/train.yaml with tiny overrides: small model, a few steps, temp paths."""
-    section = yaml.safe_load((REPO / "params" / "train.yaml").read_text())["train"]
-    section["name"] = "tiny_test"
-    section["model"]["overrides"] = dict(SMALL)
-    section["data"].update(
-        train_manifest=str(corpus / "train.jsonl"),
-        dev_manifest=str(corpus / "dev.jsonl"),
-        vocab=None,
-        batch_size=3,
-        max_batch_seconds=None,
-        num_workers=0,
-    )
-    section["loop"].update(
-        max_steps=steps, max_minutes=None, eval_every=2, ckpt_every=2, log_every=1, precision="fp32", **loop
-    )
-    section["optim"]["schedule"].update(warmup_steps=1)  # the default's warm-up is longer than the run
-    section["ray"].update(ray)
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump({"train": section}))
-    return path
+    return tiny_train_params(tmp_path, corpus, "tiny_test", ray, steps, **loop)
 
 
 def _mlflow_run(run_name: str = "train"):
