@@ -1,5 +1,9 @@
 """Stage 3, tokenizer: the CTC character vocabulary and a sentencepiece model on the train text.
 
+A corpus whose text supports fewer sentencepiece pieces than ``vocab_size`` (a few distinct words)
+gets the largest model it supports, and the report says so (``spm_vocab_capped``); the character
+vocabulary, all a CTC model needs, never depends on the corpus size.
+
 Usage::
 
     python -m tasks.tokenizer --params params/tokenizer.yaml --manifest data/prepared/train.jsonl \
@@ -41,11 +45,20 @@ def run(section: dict, manifest: Path, out_dir: Path) -> dict:
     sp = spm.SentencePieceProcessor(model_file=str(model))
     pieces = sum(len(sp.encode(t)) for t in texts)
     words = sum(len(t.split()) for t in texts)
+    capped = sp.get_piece_size() < cfg.vocab_size
+    if capped:
+        print(
+            f"tokenizer: the train text supports at most {sp.get_piece_size()} sentencepiece pieces; "
+            f"built that many instead of tokenizer.sentencepiece.vocab_size={cfg.vocab_size} "
+            f"(cap_to_corpus: false makes this an error)"
+        )
     return {
         "texts": len(texts),
         "chars_vocab_size": len(vocab.symbols),
         "ctc_outputs": vocab.num_outputs,
         "spm_vocab_size": sp.get_piece_size(),
+        "spm_vocab_size_requested": cfg.vocab_size,
+        "spm_vocab_capped": capped,
         "spm_model_type": cfg.model_type,
         "spm_pieces_per_word": round(pieces / max(words, 1), 4),
         "unk_rate": round(sum(sp.encode(t).count(sp.unk_id()) for t in texts) / max(pieces, 1), 6),

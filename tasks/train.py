@@ -6,7 +6,8 @@ Usage::
 
 Outputs, for ``name: <name>``: ``models/<name>/model.pt`` (the best by dev WER, EMA weights:
 what evaluate/transcribe load), ``models/<name>/final.pt`` (the last weights),
-``models/<name>/checkpoints/ckpt-<step>.pt`` and ``reports/train.json``.
+``models/<name>/checkpoints/ckpt-<step>.pt``, ``reports/train.json`` and, beside it (or in
+``--curves``), ``train_curve.csv`` / ``dev_curve.csv`` for ``dvc plots`` (tasks/train_log.py).
 
 Resume: run the same command again. Our checkpoint folder, not Ray's storage, is the source
 of truth: the engine resumes from its latest file (model, optimizer, schedule, scaler, EMA,
@@ -36,12 +37,12 @@ throughput and the per-evaluation dev WER/CER into that run by its id. Only rank
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -60,56 +61,6 @@ RAY_DEFAULTS: dict[str, Any] = {
 }
 log = logging.getLogger("tasks.train")  # not print(): Ray Train tees a worker's print to two places
 TOP_KEYS = {"name", "seed", "model", "features", "data", "augment", "optim", "decoding", "loop", "ray"}
-
-
-# -- rank 0's logger: console and MLflow ------------------------------------------------------
-
-
-class StageLogger:
-    """Engine callbacks on rank 0: a console line per log, MLflow metrics into the stage run."""
-
-    def __init__(self, run_id: str | None, tracking_uri: str | None) -> None:
-        self.client = None
-        self.run_id = run_id
-        if run_id and tracking_uri:
-            from mlflow.tracking import (
-                MlflowClient,  # the stage run is open in the driver: log by its id
-            )
-
-            self.client = MlflowClient(tracking_uri)
-
-    def _log(self, metrics: dict[str, Any], step: int, prefix: str = "") -> None:
-        if self.client is None:
-            return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [
-            Metric(prefix + k, float(v), now, step)
-            for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        ]
-        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
-
-    def on_log(self, step: int, m: dict[str, Any]) -> None:
-        log.info(
-            f"step {step:6d}  loss {m['loss']:.4f}  lr {m['lr']:.3g}  |g| {m['grad_norm']:.3g}  "
-            f"{m['sequences_per_s']:.1f} seq/s  {m['audio_s_per_s']:.1f} audio s/s  epoch {m['epoch']}"
-        )
-        self._log(m, step, "train_")
-
-    def on_eval(self, step: int, m: dict[str, Any]) -> None:
-        log.info(
-            f"step {step:6d}  dev WER {m.get('wer', float('nan')):.4f}  CER {m.get('cer', float('nan')):.4f}  "
-            f"loss {m.get('loss', float('nan')):.3f}  ({m.get('seconds', 0):.1f} s)"
-        )
-        self._log(m, step, "dev_")
-
-    def on_checkpoint(self, step: int, path: Path) -> None:
-        log.info(f"step {step:6d}  checkpoint {path}")
-
-    def on_bad(self, step: int, utt_ids: list, reason: str) -> None:
-        log.warning(f"step {step:6d}  skipped {utt_ids}: {reason}")
 
 
 # -- the loop each Ray worker runs -------------------------------------------------------------
@@ -134,18 +85,28 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     recipe = recipe_cls(
         config_cls.from_dict(config["recipe"]),
         max_steps=loop.max_steps,
+        max_epochs=loop.max_epochs,
         grad_accum=loop.grad_accum,
         seed=config["seed"],
         rank=rank,
         world_size=world,
         device=device,
     )
+    if loop.max_epochs is not None:  # the run's length in steps comes from the corpus
+        loop = dataclasses.replace(loop, max_steps=recipe.max_steps)
+        if rank == 0:
+            log.info(
+                f"loop.max_epochs {loop.max_epochs}: {recipe.steps_per_epoch} steps an epoch, {loop.max_steps} steps"
+            )
     out = Path(config["model_dir"])
-    callbacks = [StageLogger(config["run_id"], config["tracking_uri"])] if rank == 0 else []
+    from tasks.train_log import StageLogger
+
+    ckpt_dir = Path(config.get("ckpt_dir") or out / "checkpoints")
+    callbacks = [StageLogger(config["run_id"], config["tracking_uri"], ckpt_dir)] if rank == 0 else []
     summary = train(
         loop,
         recipe,
-        Path(config.get("ckpt_dir") or out / "checkpoints"),
+        ckpt_dir,
         callbacks,
         best_model_path=out / "model.pt",
         final_model_path=out / "final.pt",
@@ -167,7 +128,7 @@ def _absolute(recipe: dict[str, Any]) -> dict[str, Any]:
         if data.get(k):
             data[k] = str(Path(data[k]).resolve())
     model = dict(recipe.get("model") or {})
-    if model.get("init_from"):  # wav2vec 2.0 fine-tuning: the pre-trained checkpoint
+    if model.get("init_from"):  # the model to start from (transfer; wav2vec 2.0: the pre-trained one)
         model["init_from"] = str(Path(model["init_from"]).resolve())
     return {**recipe, "data": data, **({"model": model} if "model" in recipe else {})}
 
@@ -213,11 +174,12 @@ def _keep_last_checkpoint(ckpt_dir: Path, dest: Path) -> None:
     resumable folder goes: a finished run is DVC's output now, restored by DVC, not resumed."""
     from asr_core.io.atomic import atomic_copy
     from asr_core.train.checkpoint import latest_checkpoint
+    from tasks.train_log import CURVES
 
     last = latest_checkpoint(ckpt_dir)
     if last is not None:
         dest.mkdir(parents=True, exist_ok=True)
-        for f in (last, ckpt_dir / "params.json"):
+        for f in (last, ckpt_dir / "params.json", *(ckpt_dir / c for c in CURVES)):
             if f.is_file():
                 atomic_copy(f, dest / f.name)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -245,7 +207,8 @@ def check_section(section: dict[str, Any]) -> dict[str, Any]:
     loop = dict(section.get("loop") or {})
     seed = int(section.get("seed", 0))
     loop_cfg = TrainConfig.from_dict({**loop, "seed": seed})
-    _check_schedule(cfg.optim.schedule, loop_cfg.max_steps // max(1, loop_cfg.grad_accum))
+    if loop_cfg.max_epochs is None:  # a length in epochs needs the corpus: checked when training starts
+        _check_schedule(cfg.optim.schedule, loop_cfg.max_steps // max(1, loop_cfg.grad_accum))
     ray_cfg = {**RAY_DEFAULTS, **(section.get("ray") or {})}
     unknown = sorted(set(ray_cfg) - set(RAY_DEFAULTS))
     if unknown:
@@ -285,9 +248,10 @@ def checkpoint_fingerprint(parts: dict[str, Any]) -> dict[str, Any]:
     fingerprint are never resumed."""
     loop = {k: v for k, v in parts["loop"].items() if k not in ("max_minutes", "log_every")}
     data = parts["recipe"].get("data") or {}
-    files = {
-        k: _md5(data[k]) for k in PATH_KEYS if data.get(k) and Path(data[k]).is_file()
-    }  # the content, not where the workspace is
+    init = (parts["recipe"].get("model") or {}).get("init_from")
+    files = {  # the content, not where the workspace is
+        k: _md5(v) for k, v in [*((k, data.get(k)) for k in PATH_KEYS), ("init_from", init)] if v and Path(v).is_file()
+    }
     return json.loads(
         json.dumps(
             {
@@ -495,6 +459,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="resumable checkpoints under <checkpoints>/<name>/<params fingerprint>/, outside <out>/<name>/ "
         "(DVC deletes a stage's outputs before running it); default: <out>/<name>/checkpoints/",
     )
+    p.add_argument(
+        "--curves",
+        default=None,
+        help="folder for train_curve.csv / dev_curve.csv (what dvc plots draws); default: the report's folder",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     section = load_params(args.params, "train")
@@ -524,6 +493,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if last is not None:
             tr.log_artifact(last, artifact_path="checkpoints")
         log_summary_artifact(tr, summary, "train_summary.json")
+    from tasks.train_log import export_curves
+
+    export_curves(model_dir / "checkpoints", Path(args.curves or Path(args.report).parent))
     write_report(args.report, report)
     print(
         f"train: {report['steps']} steps, final loss {report['final_loss']}, best dev WER {report['best_dev_wer']} "

@@ -1,5 +1,5 @@
 """Several models in one pipeline: params/models.yaml lists models that `dvc repro` builds beside the
-default, each with its own stages and outputs, compared by `dvc metrics show`."""
+default, each with its own stages and outputs, compared by `dvc metrics show` and `dvc plots show`."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ def test_models_listed_in_params_build_side_by_side(tmp_path_factory, tmp_path):
         ["dvc", "metrics", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True
     ).stdout
     assert "reports/evaluate.json" in shown and "reports/jasper_small/evaluate.json" in shown
+    # and dvc plots draws both models' training curves
+    plots = subprocess.run(
+        ["dvc", "plots", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    for f in ("reports/train_curve.csv", "reports/dev_curve.csv", "reports/jasper_small/dev_curve.csv"):
+        assert f in plots, f"{f} missing from dvc plots show: {plots[:2000]}"
     # the default's stages do not depend on the listed model's params: editing it leaves them unchanged
     status = subprocess.run(["dvc", "status", "train"], cwd=repo, env=env, capture_output=True, text=True).stdout
     assert "up to date" in status, status

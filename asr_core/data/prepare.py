@@ -82,7 +82,7 @@ STAGES = ("probe", "decode", "resample", "encode", "write")
 class PrepareConfig:
     sample_rate: int = 16000
     format: str = "flac"  # flac | wav
-    min_duration: float = 0.3  # seconds of source audio (the segment, for segments)
+    min_duration: float = 0.1  # seconds of source audio (the segment, for segments); a spoken digit: 0.14-0.3 s
     max_duration: float = 30.0
     # Inputs below this rate are rejected: upsampling telephone audio mixes
     # bandwidths in one corpus. Set 8000 to accept it.

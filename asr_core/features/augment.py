@@ -53,11 +53,17 @@ class SpecAugmentConfig(_DictMixin):
     time_masks: int = 2
     min_time: int = 0
     max_time: int = 55
+    # Adaptive time masks (Park et al. 2020): a time mask also covers at most this fraction of the
+    # utterance's frames. DLE's 55 frames would hide most of a one-word clip (~40 frames);
+    # None: the absolute widths only.
+    max_time_ratio: float | None = None
     fill_value: float = 0.0
 
     def __post_init__(self) -> None:
         if not (0 <= self.min_freq <= self.max_freq and 0 <= self.min_time <= self.max_time):
             raise ValueError(f"bad mask width ranges: {self}")
+        if self.max_time_ratio is not None and not 0 < self.max_time_ratio <= 1:
+            raise ValueError(f"max_time_ratio must be in (0, 1] or null, got {self.max_time_ratio}")
         if self.freq_masks < 0 or self.time_masks < 0:
             raise ValueError(f"mask counts must be >= 0: {self}")
 
@@ -86,11 +92,13 @@ class SpecAugment(nn.Module):
     def manual_seed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
 
-    def _spans(self, n: int, lo: int, hi: int, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, n) starts and widths with width <= size and start uniform in [0, size - width]."""
+    def _spans(
+        self, n: int, lo: int, hi: int, size: torch.Tensor, cap: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n) starts and widths with width <= size (and <= cap) and start uniform in [0, size - width]."""
         b = size.size(0)
         width = torch.randint(lo, hi + 1, (b, n), generator=self.generator)
-        width = torch.minimum(width, size[:, None])
+        width = torch.minimum(width, size[:, None] if cap is None else torch.minimum(size, cap)[:, None])
         start = (torch.rand(b, n, generator=self.generator) * (size[:, None] - width + 1)).floor().long()
         return start, width
 
@@ -114,7 +122,8 @@ class SpecAugment(nn.Module):
             mask |= self._mask(f0, fw, n_bins, x.device)[:, :, None]
         if c.time_masks > 0:
             lens = x_lens.detach().long().cpu().clamp(max=frames)
-            t0, tw = self._spans(c.time_masks, c.min_time, c.max_time, lens)
+            cap = None if c.max_time_ratio is None else (lens.double() * c.max_time_ratio).floor().long()
+            t0, tw = self._spans(c.time_masks, c.min_time, c.max_time, lens, cap)
             mask |= self._mask(t0, tw, frames, x.device)[:, None, :]
         # frequency masks stop at the utterance's end too: padding frames stay 0
         valid = torch.arange(frames, device=x.device)[None, :] < x_lens.to(x.device)[:, None]

@@ -10,6 +10,7 @@ batch gets the same augmentation whatever the number of workers and after a resu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,14 @@ def dev_loader(manifest: Manifest, d: Any, encode, frontend: nn.Module) -> torch
         num_workers=d.num_workers,
         persistent_workers=True,
     )
+
+
+def total_steps(max_steps: int, max_epochs: float | None, steps_per_epoch: int) -> int:
+    """The run's length in optimizer steps: ``loop.max_epochs`` passes over the training set
+    (``steps_per_epoch`` updates each) when given, else ``loop.max_steps``."""
+    if max_epochs is None:
+        return max_steps
+    return max(1, math.ceil(max_epochs * steps_per_epoch))
 
 
 def optimization(o: Any, model: nn.Module, *, max_steps: int, steps_per_epoch: int):

@@ -137,6 +137,9 @@ class RecipeBase:
 @dataclass
 class TrainConfig:
     max_steps: int = 1000
+    # A length in passes over the training set instead: the recipe turns it into steps (its
+    # batches per epoch / grad_accum) and the schedule ends there; max_steps is then ignored.
+    max_epochs: float | None = None
     max_minutes: float | None = None  # wall-clock budget of this call; stops with a checkpoint
     grad_accum: int = 1
     clip_norm: float | None = None  # None or 0: no clipping (the norm is still logged)
@@ -157,6 +160,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.grad_accum < 1 or self.log_every < 1 or self.keep_ckpts < 0:
             raise ValueError(f"bad TrainConfig: {self}")
+        if self.max_epochs is not None and self.max_epochs <= 0:
+            raise ValueError(f"max_epochs must be > 0 (or null: max_steps), got {self.max_epochs}")
         if self.ckpt_every < 0 or self.eval_every < 0:
             raise ValueError(f"ckpt_every / eval_every must be >= 0: {self}")
         if self.best_mode not in ("min", "max"):

@@ -38,6 +38,9 @@ class ModelParams:
     overrides: dict[str, Any] = field(default_factory=dict)  # fields of the family's config
     head: str | None = None  # ctc | transducer; None: the family's own
     head_config: dict[str, Any] = field(default_factory=dict)  # TransducerHeadConfig fields
+    # A model.pt to start from (transfer, e.g. a small corpus from a synthetic-corpus model):
+    # asr_core.train.transfer. None: a fresh initialisation.
+    init_from: str | None = None
 
 
 @dataclass

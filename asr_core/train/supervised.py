@@ -18,6 +18,7 @@ Subclasses set ``kind`` and supply ``loss`` and ``decode`` (and may check their 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -33,9 +34,10 @@ from asr_core.features.frontends import build_frontend, frontend_config
 from asr_core.models import build_model_from_config, family_frontend, model_config, resolve_head
 from asr_core.models.artifact import save_model
 from asr_core.text.vocabulary import vocab_from_file
-from asr_core.train.building import dev_loader, dev_manifest, optimization, train_loader
+from asr_core.train.building import dev_loader, dev_manifest, optimization, total_steps, train_loader
 from asr_core.train.engine import RecipeBase
 from asr_core.train.sections import RecipeConfig
+from asr_core.train.transfer import load_init_weights
 
 
 class SupervisedRecipe(RecipeBase):
@@ -43,12 +45,14 @@ class SupervisedRecipe(RecipeBase):
 
     kind = "ctc"  # the head this recipe trains (asr_core.models.heads)
     head_cfg = None  # its config (a transducer's shapes); None for CTC
+    head_prefixes: tuple[str, ...] = ("decoder.",)  # the head's tensors (model.init_from may lack them)
 
     def __init__(
         self,
         cfg: RecipeConfig,
         *,
         max_steps: int,
+        max_epochs: float | None = None,
         grad_accum: int = 1,
         seed: int = 0,
         rank: int = 0,
@@ -73,14 +77,28 @@ class SupervisedRecipe(RecipeBase):
         torch.manual_seed(seed)  # the same initial weights on every rank
         self.model = build_model_from_config(
             m.family, self.model_cfg, self.vocab.num_outputs, kind=self.kind, head_config=m.head_config
-        ).to(self.device)
+        )
+        self.transfer = None
+        if m.init_from:
+            self.transfer = load_init_weights(
+                self.model,
+                m.init_from,
+                family=m.family,
+                frontend=self.frontend_name,
+                features=self.features_cfg.to_dict(),
+                head_prefixes=self.head_prefixes,
+            )
+            if rank == 0:
+                logging.getLogger("asr_core.train").info(self.transfer.summary())
+        self.model.to(self.device)
 
         self.train_loader, self.sampler = train_loader(
             d, a, self.vocab.encode, self.frontend, seed=seed, world_size=world_size, rank=rank
         )
         self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / grad_accum))
+        self.max_steps = total_steps(max_steps, max_epochs, self.steps_per_epoch)
         self.optimizer, self.schedule, self.ema = optimization(
-            cfg.optim, self.model, max_steps=max_steps, steps_per_epoch=self.steps_per_epoch
+            cfg.optim, self.model, max_steps=self.max_steps, steps_per_epoch=self.steps_per_epoch
         )
         self._dev = None
 

@@ -83,6 +83,7 @@ class TransducerRecipe(SupervisedRecipe):
     """A transducer (any filterbank encoder family) for :func:`asr_core.train.engine.train`."""
 
     kind = "transducer"
+    head_prefixes = ("predictor.", "joint.")
 
     def check_vocab(self, vocab) -> None:
         if vocab.blank != 0:

@@ -53,6 +53,7 @@ from asr_core.models.wav2vec2 import (
     wav2vec2_ctc_model,
 )
 from asr_core.text import CharVocab
+from asr_core.train.building import total_steps
 from asr_core.train.checkpoint import CheckpointError, load_checkpoint
 from asr_core.train.ctc_recipe import CTCRecipe
 from asr_core.train.ema import EMA
@@ -167,6 +168,7 @@ class _Wav2Vec2Common(RecipeBase):
         cfg: Wav2Vec2RecipeConfig,
         *,
         max_steps: int,
+        max_epochs: float | None = None,
         grad_accum: int,
         seed: int,
         rank: int,
@@ -208,7 +210,7 @@ class _Wav2Vec2Common(RecipeBase):
         )
         self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / grad_accum))
         self.num_updates = 0
-        self._max_steps = max_steps
+        self.max_steps = self._max_steps = total_steps(max_steps, max_epochs, self.steps_per_epoch)
 
     def _optim(self) -> None:
         o = self.cfg.optim
@@ -252,6 +254,7 @@ class Wav2Vec2PretrainRecipe(_Wav2Vec2Common):
         cfg: Wav2Vec2RecipeConfig,
         *,
         max_steps: int,
+        max_epochs: float | None = None,
         grad_accum: int = 1,
         seed: int = 0,
         rank: int = 0,
@@ -263,6 +266,7 @@ class Wav2Vec2PretrainRecipe(_Wav2Vec2Common):
         self._setup(
             cfg,
             max_steps=max_steps,
+            max_epochs=max_epochs,
             grad_accum=grad_accum,
             seed=seed,
             rank=rank,
@@ -404,6 +408,7 @@ class Wav2Vec2CTCRecipe(_Wav2Vec2Common, CTCRecipe):
         cfg: Wav2Vec2RecipeConfig,
         *,
         max_steps: int,
+        max_epochs: float | None = None,
         grad_accum: int = 1,
         seed: int = 0,
         rank: int = 0,
@@ -417,6 +422,7 @@ class Wav2Vec2CTCRecipe(_Wav2Vec2Common, CTCRecipe):
         self._setup(
             cfg,
             max_steps=max_steps,
+            max_epochs=max_epochs,
             grad_accum=grad_accum,
             seed=seed,
             rank=rank,

@@ -46,6 +46,12 @@ def _final_state(repo: Path) -> dict[str, torch.Tensor]:
     return read_model_file(repo / "models" / "quartznet_tiny" / "final.pt")["model"]
 
 
+def _losses(repo: Path) -> list[tuple[int, str]]:
+    from tasks.train_log import read_curve
+
+    return [(int(r["step"]), r["loss"]) for r in read_curve(repo / "reports" / "train_curve.csv")]
+
+
 def _repro_until_checkpoint(repo: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
     """``dvc repro train`` in a session of its own, returned once its first checkpoint is on disk."""
     dvc = subprocess.Popen(
@@ -98,6 +104,7 @@ def test_repro_resumes_after_kill(long_train_repo):
     assert not ckpts.exists() or not any(ckpts.iterdir()), "a finished run's resumable checkpoints were left"
     assert list((repo / "models" / "quartznet_tiny" / "checkpoints").glob("ckpt-*.pt"))
     resumed = _final_state(repo)
+    resumed_curve = _losses(repo)
 
     r = subprocess.run(["dvc", "repro", "--force", "train"], cwd=repo, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -106,6 +113,8 @@ def test_repro_resumes_after_kill(long_train_repo):
     assert resumed.keys() == straight.keys()
     for k in straight:
         assert torch.equal(resumed[k], straight[k]), f"{k}: resumed run differs from an uninterrupted one"
+    # the plotted curve of the killed-and-resumed run: every step once, the same losses as straight through
+    assert resumed_curve == _losses(repo) and resumed_curve[0][0] <= 10 and resumed_curve[-1][0] == 60
 
 
 def test_ctrl_c_on_dvc_repro_marks_the_run_killed_and_the_next_repro_resumes(long_train_repo, monkeypatch):

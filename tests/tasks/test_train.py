@@ -11,6 +11,7 @@ import yaml
 from asr_core.models.artifact import load_model
 from asr_core.testing import make_corpus
 from asr_core.train.checkpoint import list_checkpoints, load_checkpoint
+from tasks.train_log import read_curve
 from tests.support import tiny_train_params
 
 
@@ -54,6 +55,10 @@ def test_train_stage_in_process_writes_model_checkpoints_report_and_mlflow(tmp_p
     _, _, vocab = load_model(model_dir / "model.pt")
     assert vocab.num_outputs == 29 and load_checkpoint(model_dir / "model.pt")["step"] in (2, 4)
     assert (model_dir / "final.pt").is_file()
+    # the curves dvc plots draws, beside the report
+    reports = tmp_path / "reports"
+    assert [r["step"] for r in read_curve(reports / "train_curve.csv")] == ["1", "2", "3", "4"]
+    assert [r["step"] for r in read_curve(reports / "dev_curve.csv")] == ["2", "4"]
 
     client, run = _mlflow_run()
     assert run.info.status == "FINISHED" and run.data.params["train.model.preset"] == "tiny"

@@ -49,7 +49,7 @@ def _build_corpus(root: Path) -> Path:
     write_audio(src / "long_rec.flac", 8.0, 22050, channels=2, seed=6, subtype="PCM_16")
     write_audio(src / "tel8k.flac", 2.0, 8000, seed=7, subtype="PCM_16")
     write_audio(src / "long.flac", 31.0, 16000, seed=8, subtype="PCM_16")
-    write_audio(src / "short.flac", 0.1, 16000, seed=9, subtype="PCM_16")
+    write_audio(src / "short.flac", 0.05, 16000, seed=9, subtype="PCM_16")
     (src / "corrupt.flac").write_bytes(b"fLaC" + bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8)))
     whole = (src / "b22.flac").read_bytes()
     (src / "truncated.flac").write_bytes(whole[: len(whole) // 2])

@@ -210,6 +210,18 @@ def test_spec_augment_masks_inside_valid_lengths_and_is_seeded():
     assert torch.equal(aug.eval()(x, lens), x)
 
 
+def test_adaptive_time_masks_cover_at_most_their_ratio_of_each_utterance():
+    b, c, f = 3, 8, 200
+    lens = torch.tensor([200, 40, 10])
+    x = (torch.arange(f)[None, None, :] < lens[:, None, None]).float().expand(b, c, f).clone()
+    cfg = SpecAugmentConfig(freq_masks=0, time_masks=1, min_time=55, max_time=55, max_time_ratio=0.2)
+    masked = (x == 1) & (SpecAugment(cfg, seed=3).train()(x, lens) == 0)
+    widths = [int(masked[i].all(dim=0).sum()) for i in range(b)]
+    assert widths == [40, 8, 2]  # 55 frames, cut to 20% of 200, 40 and 10 frames
+    with pytest.raises(ValueError, match="max_time_ratio"):
+        SpecAugmentConfig(max_time_ratio=1.5)
+
+
 def test_speed_perturb_changes_duration_and_pitch():
     t = torch.arange(SR) / SR
     tone = torch.sin(2 * math.pi * 440.0 * t)

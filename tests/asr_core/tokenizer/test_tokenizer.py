@@ -44,8 +44,8 @@ def test_sentencepiece_deterministic_and_blank_zero(tmp_path):
 
 
 def test_sentencepiece_errors_are_clear(tmp_path):
-    with pytest.raises(ValueError, match="vocab_size=4000"):
-        train_sentencepiece(_texts(20), tmp_path / "x", SentencePieceConfig(vocab_size=4000))
+    with pytest.raises(ValueError, match=r"vocab_size=4000.*value <= \d+"):
+        train_sentencepiece(_texts(20), tmp_path / "x", SentencePieceConfig(vocab_size=4000, cap_to_corpus=False))
     with pytest.raises(ValueError, match="model_type"):
         SentencePieceConfig(model_type="wordpiece")
     with pytest.raises(ValueError, match="vocab"):
@@ -69,3 +69,19 @@ def test_tokenizer_stage_rejects_out_of_alphabet(tmp_path):
     write_jsonl(manifest, [{"audio_filepath": "a.flac", "duration": 1.0, "text": "room 101"}])
     with pytest.raises(ValueError, match="line 1"):
         tokenizer_task.run({}, manifest, tmp_path / "tok")
+
+
+def test_a_vocabulary_too_large_for_a_small_corpus_is_capped_and_reported(tmp_path):
+    """Ten spoken digits support ~90 BPE pieces: the default 256 is capped, not a crash after prepare."""
+    digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    manifest = tmp_path / "train.jsonl"
+    write_jsonl(
+        manifest, [{"audio_filepath": f"a/{i}.wav", "duration": 0.4, "text": digits[i % 10]} for i in range(50)]
+    )
+    summary = tokenizer_task.run({"sentencepiece": {"vocab_size": 256}}, manifest, tmp_path / "tok")
+    assert summary["spm_vocab_size_requested"] == 256 and summary["spm_vocab_capped"] is True
+    assert 4 <= summary["spm_vocab_size"] < 256
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "tok" / "spm.model"))
+    assert sp.get_piece_size() == summary["spm_vocab_size"] and sp.decode(sp.encode("seven")) == "seven"
+    with pytest.raises(ValueError, match="vocab_size=256"):
+        tokenizer_task.run({"sentencepiece": {"vocab_size": 256, "cap_to_corpus": False}}, manifest, tmp_path / "t2")
