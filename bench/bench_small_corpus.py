@@ -121,7 +121,8 @@ def prepare(corpus: Path, work: Path, speakers: list[str]) -> None:
         "reports/prepare.json",
         "--no-progress",
     )
-    _fold_lists(work, speakers[0], speakers, 5)  # any fold's train list: the text is the same ten words
+    index = {r["utt_id"]: r["index"] for r in rows}
+    _fold_lists(work, speakers[0], speakers, 5, index)  # any fold's train list: the text is the same words
     _stage(
         work,
         "tasks.tokenizer",
@@ -136,8 +137,11 @@ def prepare(corpus: Path, work: Path, speakers: list[str]) -> None:
     )
 
 
-def _fold_lists(work: Path, held_out: str, speakers: list[str], dev_index: int) -> dict[str, str]:
-    """fold-<spk>-{train,dev}.jsonl beside the prepared per-speaker manifests."""
+def _fold_lists(
+    work: Path, held_out: str, speakers: list[str], dev_index: int, index: dict[str, int]
+) -> dict[str, str]:
+    """fold-<spk>-{train,dev}.jsonl beside the prepared per-speaker manifests (``index``: utt_id -> the
+    corpus's index of the clip; below ``dev_index``: dev)."""
     prepared = work / "data" / "prepared"
     out = {"train": prepared / f"fold-{held_out}-train.jsonl", "dev": prepared / f"fold-{held_out}-dev.jsonl"}
     with open(out["train"], "w", encoding="utf-8") as tr, open(out["dev"], "w", encoding="utf-8") as dv:
@@ -145,8 +149,7 @@ def _fold_lists(work: Path, held_out: str, speakers: list[str], dev_index: int) 
             if spk == held_out:
                 continue
             for line in (prepared / f"{spk}.jsonl").read_text(encoding="utf-8").splitlines():
-                index = int(json.loads(line)["utt_id"].rsplit("_", 1)[1])
-                (dv if index < dev_index else tr).write(line + "\n")
+                (dv if index[json.loads(line)["utt_id"]] < dev_index else tr).write(line + "\n")
     return {k: str(v.relative_to(work)) for k, v in out.items()}
 
 
@@ -160,8 +163,8 @@ def _set(section: dict, key: str, value) -> None:
     d[last] = value
 
 
-def run_fold(work: Path, profile: Path, held_out: str, speakers: list[str], args) -> dict:
-    lists = _fold_lists(work, held_out, speakers, args.dev_index)
+def run_fold(work: Path, profile: Path, held_out: str, speakers: list[str], index: dict[str, int], args) -> dict:
+    lists = _fold_lists(work, held_out, speakers, args.dev_index, index)
     train = yaml.safe_load(profile.read_text())["train"]
     train["data"].update(train_manifest=lists["train"], dev_manifest=lists["dev"], vocab="data/tokenizer/chars.json")
     init = args.init or train["model"].get("init_from")  # the profile's path is relative to the checkout
@@ -237,7 +240,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     corpus, work = Path(args.corpus).resolve(), Path(args.work).resolve()
-    speakers = sorted({r["speaker"] for r in read_corpus(corpus)})
+    rows = read_corpus(corpus)
+    speakers = sorted({r["speaker"] for r in rows})
+    index = {r["utt_id"]: r["index"] for r in rows}
     work.mkdir(parents=True, exist_ok=True)
     print(f"small corpus: {corpus} ({len(speakers)} speakers: {', '.join(speakers)}), work {work}", flush=True)
     prepare(corpus, work, speakers)
@@ -246,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
         if spk not in speakers:
             raise SystemExit(f"--held-out {spk}: not a speaker of {corpus} ({speakers})")
         print(f"fold: {spk} held out", flush=True)
-        folds.append(run_fold(work, Path(args.profile), spk, speakers, args))
+        folds.append(run_fold(work, Path(args.profile), spk, speakers, index, args))
         print(f"  {spk}: unseen-speaker greedy WER {folds[-1]['wer']:.4f}", flush=True)
     result = {
         "corpus": str(corpus),

@@ -39,6 +39,10 @@ def run(section: dict, out_dir: Path) -> dict:
     model_path = Path(opts["model"])
     if not model_path.is_file():
         raise FileNotFoundError(f"evaluate.model: {model_path} not found (run the train stage first)")
+    from asr_core.objectives.report import split_manifest
+
+    for split in opts["splits"]:  # every split there before any is decoded (a corpus without one fails now)
+        split_manifest(opts["manifest_dir"], split, "evaluate.splits")
     model, features, vocab = load_model(model_path, device=opts["device"])
     return objective(model.kind).evaluate(model, features, vocab, opts, out_dir)
 

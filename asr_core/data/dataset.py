@@ -385,7 +385,8 @@ def build_loader(
     if len(manifest) == 0:
         raise ValueError(
             f"{manifest_path}: no rows left after the duration filter "
-            f"[{min_duration}, {max_duration}] s (dropped: {manifest.dropped})"
+            f"[{min_duration}, {max_duration}] s (dropped: {manifest.dropped}); "
+            f"widen train.data.min_duration / max_duration"
         )
     dataset = AudioDataset(manifest, tokenize, wave_transform=wave_transform, sample_rate=sample_rate, seed=seed)
     sampler = BucketingBatchSampler(

@@ -74,6 +74,12 @@ REASONS: tuple[str, ...] = (
     "invalid_segment",  # negative or non-numeric offset/duration
 )
 REJECTED_NAME = "rejected.jsonl"
+# the reasons a param decides: where to look when a corpus loses clips to one of them
+PARAM_OF_REASON = {
+    "too_short": "min_duration",
+    "too_long": "max_duration",
+    "sample_rate_too_low": "min_sample_rate",
+}
 SUMMARY_NAME = "summary.json"
 STAGES = ("probe", "decode", "resample", "encode", "write")
 
@@ -393,7 +399,26 @@ def prepare_corpus(index_path: Path, out_dir: Path, cfg: PrepareConfig, progress
         write_jsonl(out_dir / f"{split}.jsonl", rows)
 
     _print_summary(summary)
+    _check_splits(summary, rejected_rows)
     return summary
+
+
+def _check_splits(summary: dict, rejected_rows: list[dict]) -> None:
+    """A split left without any utterance cannot serve the stages after this one: stop here, naming
+    why its clips were rejected and the param that decides (the manifests and rejected.jsonl are
+    written, for a look)."""
+    empty = [split for split, s in summary["splits"].items() if s["utterances"] == 0]
+    if not empty:
+        return
+    why = []
+    for split in empty:
+        reasons = Counter(r["reason"] for r in rejected_rows if r["split"] == split)
+        top = ", ".join(
+            f"{n} {reason}" + (f" (prepare.{PARAM_OF_REASON[reason]})" if reason in PARAM_OF_REASON else "")
+            for reason, n in reasons.most_common(3)
+        )
+        why.append(f"{split}: {top or 'no items'}")
+    raise ValueError(f"prepare: every clip of split(s) {empty} was rejected ({'; '.join(why)}); see rejected.jsonl")
 
 
 def _print_summary(summary: dict) -> None:
@@ -406,6 +431,7 @@ def _print_summary(summary: dict) -> None:
         print(f"  {split}: {s['utterances']} utterances, {s['hours']:.4f} h")
     for reason, n in summary["rejects_by_reason"].items():
         if n:
-            print(f"  rejected {reason}: {n}")
+            knob = f" (prepare.{PARAM_OF_REASON[reason]} decides)" if reason in PARAM_OF_REASON else ""
+            print(f"  rejected {reason}: {n}{knob}")
     if not summary["rejected"]:
         print("  rejected: none")

@@ -115,7 +115,13 @@ def optimization(o: Any, model: nn.Module, *, max_steps: int, steps_per_epoch: i
         eps=o.eps,
         exclude_norm_and_bias=o.exclude_norm_and_bias,
     )
-    schedule = build_schedule(
-        ScheduleConfig.from_dict(o.schedule), o.lr, total_steps=max_steps, steps_per_epoch=steps_per_epoch
-    )
+    try:
+        schedule = build_schedule(
+            ScheduleConfig.from_dict(o.schedule), o.lr, total_steps=max_steps, steps_per_epoch=steps_per_epoch
+        )
+    except ValueError as e:  # e.g. a warm-up longer than a run measured in epochs of a small corpus
+        raise ValueError(
+            f"train.optim.schedule: {e} (the run: {max_steps} steps, {steps_per_epoch} an epoch); "
+            f"lower train.optim.schedule.warmup_steps / hold_steps or raise train.loop.max_steps / max_epochs"
+        ) from None
     return optimizer, schedule, (EMA(model, o.ema) if o.ema else None)

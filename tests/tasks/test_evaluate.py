@@ -83,6 +83,11 @@ def test_evaluate_stage_errors_name_the_problem(tmp_path, tiny_model):
         evaluate_task.run({"model": str(tmp_path / "nope.pt"), "splits": ["test"], "manifest_dir": "x"}, tmp_path)
     with pytest.raises(FileNotFoundError, match="'dev'"):
         evaluate_task.run({"model": str(tiny_model), "splits": ["dev"], "manifest_dir": str(tmp_path)}, tmp_path)
+    _corpus(tmp_path / "data")  # test present, test_unseen_voice absent: refused before test is decoded
+    splits = {"splits": ["test", "test_unseen_voice"], "manifest_dir": str(tmp_path / "data")}
+    with pytest.raises(FileNotFoundError, match="evaluate.splits.*'test_unseen_voice'"):
+        evaluate_task.run({"model": str(tiny_model), **splits}, tmp_path / "eval2")
+    assert not (tmp_path / "eval2" / "test.tsv").exists()
     with pytest.raises(ValueError, match="colour"):
         evaluate_task.run({"model": str(tiny_model), "splits": [], "manifest_dir": ".", "colour": 1}, tmp_path)
 

@@ -191,6 +191,16 @@ def test_telephone_audio_accepted_when_allowed(tmp_path):
     assert next(read_jsonl(tmp_path / "out/train.jsonl"))["audio_filepath"] == "audio/train/tel.wav"
 
 
+def test_a_split_left_empty_stops_the_stage_naming_the_param(tmp_path):
+    """Telephone-band clips under the 16 kHz default: the stage says which param lets them in."""
+    write_audio(tmp_path / "tel.flac", 0.5, 8000, seed=7, subtype="PCM_16")
+    write_audio(tmp_path / "ok.flac", 0.5, 16000, seed=8, subtype="PCM_16")
+    items = [SourceItem("tel", "train", "tel.flac", "one"), SourceItem("ok", "dev", "ok.flac", "two")]
+    write_index(tmp_path / INDEX_NAME, items)
+    with pytest.raises(ValueError, match=r"split\(s\) \['train'\].*1 sample_rate_too_low \(prepare.min_sample_rate\)"):
+        prepare_corpus(tmp_path / INDEX_NAME, tmp_path / "out", PrepareConfig(workers=1), progress=False)
+
+
 def test_config_round_trip_and_unknown_key():
     cfg = PrepareConfig(sample_rate=8000, workers=1)
     assert PrepareConfig.from_dict(cfg.to_dict()) == cfg
