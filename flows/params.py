@@ -73,6 +73,8 @@ def training_overrides(
         "download.source": source,
     }
     out.update({k: v for k, v in named.items() if v is not None})
+    if max_steps is not None:  # the flow's length wins over a profile's length in epochs
+        out["train.loop.max_epochs"] = None
     out.update(overrides or {})
     if max_steps is not None and not any(k.startswith("train.optim") for k in overrides or {}):
         out.update(_fit_warmup(repo or Path.cwd(), out, max_steps))

@@ -97,6 +97,7 @@ def test_flow_params_validated_smoke_run_fits_the_warmup(family):
     kw = dict(preset=None, name=None, ray_workers=None, loader_workers=None, source=None, repo=REPO)
     smoke = training_overrides(family, max_steps=4, overrides=None, **kw)
     assert smoke["train.loop.max_steps"] == 4 and smoke["train.optim.schedule.warmup_steps"] == 0
+    assert smoke["train.loop.max_epochs"] is None  # the flow's length wins over a profile's epochs
     validate(REPO, smoke)
     raw = training_overrides(family, max_steps=None, overrides={"train.loop.max_steps": 4}, **kw)
     with pytest.raises(FlowParamsError, match=r"train.loop.max_steps=4: polynomial schedule needs"):
