@@ -12,9 +12,11 @@ work folder):
 2. prepare with the small-corpus settings of docs/small_corpus.md (8 kHz accepted and resampled,
    clips from 0.1 s);
 3. tokenizer (the sentencepiece model is capped to what ten words support);
-4. per fold: train with the profile (``--profile``, default ``params/profiles/small_corpus.yaml``)
-   on the other speakers' clips with index >= ``--dev-index`` (the dev split that picks the best
-   model: their clips below it), then evaluate greedily on every clip of the held-out speaker.
+4. per fold (``folds/<speaker>/``): train with the profile (``--profile``, default
+   ``params/profiles/small_corpus.yaml``) on the other speakers' clips with index >= ``--dev-index``
+   (the dev split that picks the best model: their clips below it); build the LM stage's n-gram LM
+   and lexicon from the fold's train transcripts; evaluate every clip of the held-out speaker,
+   greedily and with beam search + that LM (weights tuned on dev).
 
 ``--init`` sets ``model.init_from`` (``none``: from scratch); ``--set key=value`` (YAML values)
 changes the train section, e.g. ``--set loop.max_epochs=10``. Per-fold and mean WER/CER go to
@@ -129,7 +131,7 @@ def prepare(corpus: Path, work: Path, speakers: list[str]) -> None:
         "--params",
         "params/tokenizer.yaml",
         "--manifest",
-        f"data/prepared/fold-{speakers[0]}-train.jsonl",
+        f"folds/{speakers[0]}/train.jsonl",
         "--out",
         "data/tokenizer",
         "--report",
@@ -140,17 +142,21 @@ def prepare(corpus: Path, work: Path, speakers: list[str]) -> None:
 def _fold_lists(
     work: Path, held_out: str, speakers: list[str], dev_index: int, index: dict[str, int]
 ) -> dict[str, str]:
-    """fold-<spk>-{train,dev}.jsonl beside the prepared per-speaker manifests (``index``: utt_id -> the
-    corpus's index of the clip; below ``dev_index``: dev)."""
+    """``folds/<held_out>/{train,dev,test}.jsonl`` (audio paths made absolute): the other speakers'
+    clips with a corpus index below ``dev_index`` are dev, the rest train; the held-out speaker's are test."""
     prepared = work / "data" / "prepared"
-    out = {"train": prepared / f"fold-{held_out}-train.jsonl", "dev": prepared / f"fold-{held_out}-dev.jsonl"}
-    with open(out["train"], "w", encoding="utf-8") as tr, open(out["dev"], "w", encoding="utf-8") as dv:
-        for spk in speakers:
-            if spk == held_out:
-                continue
-            for line in (prepared / f"{spk}.jsonl").read_text(encoding="utf-8").splitlines():
-                (dv if index[json.loads(line)["utt_id"]] < dev_index else tr).write(line + "\n")
-    return {k: str(v.relative_to(work)) for k, v in out.items()}
+    folder = work / "folds" / held_out
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[str]] = {"train": [], "dev": [], "test": []}
+    for spk in speakers:
+        for line in (prepared / f"{spk}.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            row["audio_filepath"] = str(prepared / row["audio_filepath"])
+            split = "test" if spk == held_out else "dev" if index[row["utt_id"]] < dev_index else "train"
+            rows[split].append(json.dumps(row) + "\n")
+    for split, lines in rows.items():
+        (folder / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
+    return {split: str((folder / f"{split}.jsonl").relative_to(work)) for split in rows}
 
 
 def _set(section: dict, key: str, value) -> None:
@@ -178,27 +184,49 @@ def run_fold(work: Path, profile: Path, held_out: str, speakers: list[str], inde
         _set(train, k, yaml.safe_load(v))
     name = f"{args.tag}-{held_out}"
     params = _write_yaml(work / "params" / f"train-{name}.yaml", {"train": train})
+    trained_before = (work / "models" / name / "model.pt").is_file() and (
+        work / "reports" / name / "train.json"
+    ).is_file()
+    if not (args.reuse and trained_before):
+        _stage(
+            work,
+            "tasks.train",
+            "--params",
+            str(params),
+            "--name",
+            name,
+            "--out",
+            "models",
+            "--fresh",
+            "--report",
+            f"reports/{name}/train.json",
+        )
+    folder = str(Path(lists["train"]).parent)
+    lm = _write_yaml(work / "params" / "lm.yaml", yaml.safe_load((ROOT / "params" / "lm.yaml").read_text()))
     _stage(
         work,
-        "tasks.train",
+        "tasks.lm",
         "--params",
-        str(params),
-        "--name",
-        name,
+        str(lm),
+        "--manifest-dir",
+        folder,
+        "--vocab",
+        "data/tokenizer/chars.json",
         "--out",
-        "models",
-        "--fresh",
+        f"{folder}/lm",
         "--report",
-        f"reports/{name}/train.json",
+        f"reports/{name}/lm.json",
     )
+    beam = yaml.safe_load((ROOT / "params" / "evaluate.yaml").read_text())["evaluate"]["lm"]
+    beam.update(dir=f"{folder}/lm", tune_split="dev", tune_utterances=None)
     ev = {
         "evaluate": {
             "model": f"models/{name}/model.pt",
-            "manifest_dir": "data/prepared",
-            "splits": [held_out],
+            "manifest_dir": folder,
+            "splits": ["test"],
             "batch_seconds": 120,
             "num_workers": 1,
-            "lm": None,
+            "lm": beam,
         }
     }
     _write_yaml(work / "params" / f"evaluate-{name}.yaml", ev)
@@ -214,15 +242,22 @@ def run_fold(work: Path, profile: Path, held_out: str, speakers: list[str], inde
     )
     trained = json.loads((work / "reports" / name / "train.json").read_text())
     scores = json.loads((work / "reports" / name / "evaluate.json").read_text())
-    greedy = scores[held_out]  # the evaluate report: {split: {wer, cer, ...}, ...}
+    greedy = scores["test"]  # the evaluate report: {split: {wer, cer, ..., beam: {wer, cer, ...}}, ...}
+    beam_scores = greedy.get("beam") or {}
     return {
         "held_out": held_out,
         "wer": greedy["wer"],
         "cer": greedy["cer"],
+        "beam_wer": beam_scores.get("wer"),
+        "beam_cer": beam_scores.get("cer"),
         "best_dev_wer": trained["best_dev_wer"],
         "steps": trained["steps"],
         "train_seconds": trained["train_seconds"],
     }
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -234,6 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--dev-index", type=int, default=5, help="clips of the training speakers below it form dev")
     p.add_argument("--init", default=None, help="model.init_from (default: the profile's; none: from scratch)")
     p.add_argument("--set", action="append", default=[], help="train section key=value (YAML), repeatable")
+    p.add_argument("--reuse", action="store_true", help="evaluate models/<tag>-<speaker>/ again where trained before")
     p.add_argument("--tag", default="fsdd", help="model name prefix (models/<tag>-<speaker>/)")
     p.add_argument("--out", default=None, help="JSON results")
     p.add_argument("--markdown", default=None, help="append the table to this file")
@@ -264,13 +300,21 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         "date": time.strftime("%Y-%m-%d"),
     }
-    table = ["| held-out speaker | greedy WER | CER | best dev WER | steps | train s |", "|---|---|---|---|---|---|"]
+    beam = [f["beam_wer"] for f in folds if f["beam_wer"] is not None]
+    result["mean_beam_wer"] = statistics.fmean(beam) if len(beam) == len(folds) else None
+    table = [
+        "| held-out speaker | greedy WER | CER | beam+LM WER | best dev WER (seen speakers) | steps | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     table += [
-        f"| {f['held_out']} | {100 * f['wer']:.1f} | {100 * f['cer']:.1f} | {100 * f['best_dev_wer']:.1f} | "
-        f"{f['steps']} | {f['train_seconds']:.0f} |"
+        f"| {f['held_out']} | {100 * f['wer']:.1f} | {100 * f['cer']:.1f} | {_pct(f['beam_wer'])} | "
+        f"{100 * f['best_dev_wer']:.1f} | {f['steps']} | {f['train_seconds']:.0f} |"
         for f in folds
     ]
-    table.append(f"| **mean** | **{100 * result['mean_wer']:.1f}** | {100 * result['mean_cer']:.1f} | | | |")
+    table.append(
+        f"| **mean** | **{100 * result['mean_wer']:.1f}** | {100 * result['mean_cer']:.1f} | "
+        f"**{_pct(result['mean_beam_wer'])}** | | | |"
+    )
     print("\n".join(table))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
