@@ -58,7 +58,10 @@ def effective_overrides(repo: Path, requested: Mapping[str, Any]) -> dict[str, A
         # kept even when equal to the committed value if a parent section is replaced too (a profile's
         # whole `train.loop`): dropping it would let the parent's value win
         replaced_parent = any(key.startswith(k + ".") for k in requested)
-        if replaced_parent or _get(cache[rel], parts) != v:
+        current = _get(cache[rel], parts)
+        if v is None and current is KeyError and not replaced_parent:
+            continue  # null for a key the file does not set: already absent
+        if replaced_parent or current != v:
             out[key] = v
     return out
 
