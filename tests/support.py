@@ -100,3 +100,24 @@ def tiny_train_params(
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump({"train": section}))
     return path
+
+
+TINY_CONFORMER = {"d_model": 32, "num_layers": 1, "num_heads": 2, "in_features": 64}
+
+
+def tiny_conformer_params(corpus: Path, vocab: Path | None = None, **model) -> dict:
+    """A supervised recipe's params for a tiny Conformer on ``corpus`` (batches of 3, no augmentation,
+    no EMA, 1 warm-up step); ``model``: keys of the model section to set (head, init_from, overrides)."""
+    return {
+        "model": {"family": "conformer", "preset": "tiny", "overrides": dict(TINY_CONFORMER), **model},
+        "data": {
+            "train_manifest": str(corpus / "train.jsonl"),
+            "dev_manifest": str(corpus / "dev.jsonl"),
+            "vocab": str(vocab) if vocab else None,
+            "batch_size": 3,
+            "max_batch_seconds": None,
+            "num_workers": 0,
+        },
+        "augment": {"speed_perturb": None, "spec_augment": None},
+        "optim": {"name": "adamw", "lr": 1e-3, "ema": None, "schedule": {"name": "polynomial", "warmup_steps": 1}},
+    }

@@ -1,8 +1,9 @@
 """Transfer: start a supervised run from the weights of a trained ``model.pt`` (``model.init_from``).
 
 The use: a small corpus (a few speakers, a few words) fine-tunes a model trained on a larger one
-(the built-in synthetic corpus has 8 accents x 59 voices), which generalises to unseen speakers
-far better than training from scratch on the small corpus alone.
+(the built-in synthetic corpus has 8 accents x 59 voices). Whether that beats training from scratch
+depends on the corpus: on four real speakers of spoken digits it helped beam search + LM and hurt
+greedy decoding (RESULTS.md, "Small real corpus").
 
 Every tensor whose name and shape match is copied. The model's family and front end must be the
 init model's, and every encoder tensor must match (another architecture is an error naming the

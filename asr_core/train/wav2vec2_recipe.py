@@ -210,7 +210,7 @@ class _Wav2Vec2Common(RecipeBase):
         )
         self.steps_per_epoch = max(1, math.ceil(len(self.sampler) / grad_accum))
         self.num_updates = 0
-        self.max_steps = self._max_steps = total_steps(max_steps, max_epochs, self.steps_per_epoch)
+        self.max_steps = total_steps(max_steps, max_epochs, self.steps_per_epoch)
 
     def _optim(self) -> None:
         o = self.cfg.optim
@@ -226,7 +226,7 @@ class _Wav2Vec2Common(RecipeBase):
         inner = build_schedule(
             ScheduleConfig.from_dict(o.schedule),
             o.lr,
-            total_steps=self._max_steps,
+            total_steps=self.max_steps,
             steps_per_epoch=self.steps_per_epoch,
         )
         self.schedule = _CountingSchedule(inner, self._set_updates)

@@ -18,8 +18,7 @@ from asr_core.objectives import objective
 from asr_core.testing import make_corpus, make_sentencepiece
 from asr_core.train.engine import TrainConfig, train
 from asr_core.train.recipes import recipe_classes
-
-CONFORMER = {"d_model": 32, "num_layers": 1, "num_heads": 2, "in_features": 64}
+from tests.support import tiny_conformer_params
 
 
 @pytest.fixture(scope="module")
@@ -30,19 +29,7 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _params(corpus: Path, vocab: Path | None, head: str | None) -> dict:
-    return {
-        "model": {"family": "conformer", "preset": "tiny", "overrides": dict(CONFORMER), "head": head},
-        "data": {
-            "train_manifest": str(corpus / "train.jsonl"),
-            "dev_manifest": str(corpus / "dev.jsonl"),
-            "vocab": str(vocab) if vocab else None,
-            "batch_size": 3,
-            "max_batch_seconds": None,
-            "num_workers": 0,
-        },
-        "augment": {"speed_perturb": None, "spec_augment": None},
-        "optim": {"name": "adamw", "lr": 1e-3, "ema": None, "schedule": {"name": "polynomial", "warmup_steps": 1}},
-    }
+    return tiny_conformer_params(corpus, vocab, head=head)
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,7 @@ import torch
 from asr_core.testing import make_corpus, make_sentencepiece
 from asr_core.train.engine import TrainConfig, train
 from asr_core.train.recipes import recipe_classes
-
-CONFORMER = {"d_model": 32, "num_layers": 1, "num_heads": 2, "in_features": 64}
+from tests.support import TINY_CONFORMER, tiny_conformer_params
 
 
 @pytest.fixture(scope="module")
@@ -24,25 +23,10 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _cfg(root: Path, *, vocab: Path | None = None, init_from: Path | None = None, overrides: dict | None = None):
-    params = {
-        "model": {
-            "family": "conformer",
-            "preset": "tiny",
-            "overrides": overrides or dict(CONFORMER),
-            "init_from": str(init_from) if init_from else None,
-        },
-        "data": {
-            "train_manifest": str(root / "train.jsonl"),
-            "dev_manifest": str(root / "dev.jsonl"),
-            "vocab": str(vocab) if vocab else None,
-            "batch_size": 3,
-            "max_batch_seconds": None,
-            "num_workers": 0,
-        },
-        "augment": {"speed_perturb": None, "spec_augment": None},
-        "optim": {"name": "adamw", "lr": 1e-3, "ema": None, "schedule": {"name": "polynomial", "warmup_steps": 1}},
-    }
-    return recipe_classes("conformer")[1].from_dict(params)
+    model = {"init_from": str(init_from) if init_from else None}
+    if overrides:
+        model["overrides"] = overrides
+    return recipe_classes("conformer")[1].from_dict(tiny_conformer_params(root, vocab, **model))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +78,7 @@ def test_another_vocabulary_keeps_a_fresh_output_layer(corpus, trained):
 
 def test_another_architecture_or_a_missing_file_is_refused(corpus, trained, tmp_path):
     root, _ = corpus
-    wider = {**CONFORMER, "d_model": 48}
+    wider = {**TINY_CONFORMER, "d_model": 48}
     with pytest.raises(ValueError, match=r"model.init_from: .* another architecture"):
         recipe_classes("conformer")[0](_cfg(root, init_from=trained, overrides=wider), max_steps=1, seed=1)
     with pytest.raises(FileNotFoundError, match="model.init_from"):
