@@ -77,14 +77,16 @@ class CTCRecipe(SupervisedRecipe):
         log_probs, out_lens = model(
             batch["feats"].to(dev, non_blocking=True), batch["feat_lens"].to(dev, non_blocking=True)
         )
-        loss = ctc_loss(
+        token_lens = batch["token_lens"].to(dev, non_blocking=True)
+        losses = ctc_loss(
             log_probs,
             out_lens,
             batch["tokens"].to(dev, non_blocking=True),
-            batch["token_lens"].to(dev, non_blocking=True),
+            token_lens,
             blank=self.vocab.blank,
+            reduction="none",
         )
-        return loss, n
+        return self.reduce_loss(losses, token_lens)
 
     # -- evaluation -----------------------------------------------------------------------------
     def decode(self, model, feats, feat_lens, texts):

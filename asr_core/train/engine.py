@@ -7,6 +7,8 @@ recipes) supplies, built for this rank and device:
     device, model, optimizer, schedule (apply(opt, step), state_dict, watches_metric), ema (EMA or None),
     train_loader, sampler (set_epoch, epoch, state_dict, load_state_dict),
     loss(model, batch) -> (mean loss over the batch's items, num_items)  # num_items 0: empty batch
+                                                # (items: utterances, or target tokens with a
+                                                # per-token loss; sequences are counted from utt_ids)
     evaluate(model) -> {"wer": ..., ...}       # run with the EMA weights when EMA is on ({}: none)
     save_model(path, state_dict, step, metrics) # writes the inference artifact (None: none)
     state_dict() / load_state_dict()            # anything else the recipe must resume
@@ -356,13 +358,13 @@ def train(
             )
 
     raw.train()
-    win = {"loss": 0.0, "items": 0.0, "audio": 0.0, "steps": 0, "wait": 0.0, "t": time.monotonic()}
-    totals = {"items": 0.0, "audio": 0.0, "seconds": 0.0}
+    win = {"loss": 0.0, "items": 0.0, "seqs": 0.0, "audio": 0.0, "steps": 0, "wait": 0.0, "t": time.monotonic()}
+    totals = {"seqs": 0.0, "audio": 0.0, "seconds": 0.0}
     last.update(loss=float("nan"), ckpt=start_step if resumed_from is not None else -1)
     stop = False
     while st.step < cfg.max_steps and not stop:
         opt.zero_grad(set_to_none=True)
-        loss_sum = n_local = audio = 0.0
+        loss_sum = n_local = seqs = audio = 0.0
         skipped: list = []
         step_ids: list = []
         ref, bad = None, None
@@ -397,10 +399,11 @@ def train(
                 prec.backward(loss * (n / ref) if n != ref else loss)
             loss_sum += float(loss.detach()) * n
             n_local += n
+            seqs += float(len(ids) if "utt_ids" in batch else n)
             audio += float(batch.get("audio_seconds", 0.0))
         over = rank == 0 and cfg.max_minutes is not None and time.monotonic() - t0 > 60 * cfg.max_minutes
-        n_glob, loss_glob, audio_glob, stop_flag, n_skip = _all_reduce(
-            [n_local, loss_sum, audio, float(over), float(len(skipped))], device
+        n_glob, loss_glob, seqs_glob, audio_glob, stop_flag, n_skip = _all_reduce(
+            [n_local, loss_sum, seqs, audio, float(over), float(len(skipped))], device
         )
         if n_skip:
             for utt_id, why in [s for part in _gather(skipped) for s in part]:
@@ -430,12 +433,12 @@ def train(
         stop = stop_flag > 0
         step = st.step
         last["loss"] = loss_glob / n_glob
-        for k, v in (("loss", loss_glob), ("items", n_glob), ("audio", audio_glob)):
+        for k, v in (("loss", loss_glob), ("items", n_glob), ("seqs", seqs_glob), ("audio", audio_glob)):
             win[k] += v
         win["steps"] += 1
         if step % cfg.log_every == 0 or step == cfg.max_steps or stop:
             dt = max(time.monotonic() - win["t"], 1e-9)
-            totals["items"] += win["items"]
+            totals["seqs"] += win["seqs"]
             totals["audio"] += win["audio"]
             totals["seconds"] += dt
             _call(
@@ -447,7 +450,7 @@ def train(
                     "lr": lr,
                     "grad_norm": norm,
                     "steps_per_s": win["steps"] / dt,
-                    "sequences_per_s": win["items"] / dt,
+                    "sequences_per_s": win["seqs"] / dt,
                     "audio_s_per_s": win["audio"] / dt,
                     "data_wait_fraction": win["wait"] / dt,
                     "epoch": sampler.epoch,
@@ -455,7 +458,7 @@ def train(
                     "skipped_utterances": st.skipped_utterances,
                 },
             )
-            win.update(loss=0.0, items=0.0, audio=0.0, steps=0, wait=0.0, t=time.monotonic())
+            win.update(loss=0.0, items=0.0, seqs=0.0, audio=0.0, steps=0, wait=0.0, t=time.monotonic())
         paused = time.monotonic()
         if cfg.eval_every and step % cfg.eval_every == 0:
             evaluate()
@@ -494,6 +497,6 @@ def train(
         "final_metrics": final_metrics,
         "wall_seconds": time.monotonic() - t0,
         "train_seconds": totals["seconds"],
-        "sequences_per_s": totals["items"] / max(totals["seconds"], 1e-9),
+        "sequences_per_s": totals["seqs"] / max(totals["seconds"], 1e-9),
         "audio_s_per_s": totals["audio"] / max(totals["seconds"], 1e-9),
     }

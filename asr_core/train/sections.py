@@ -8,7 +8,7 @@ section where its objective needs one, e.g. the transducer's ``decoding``)::
       features: {...}                                           # the family's front-end config
       data:    {train_manifest, dev_manifest, vocab, batching, evaluation}
       augment: {speed_perturb, spec_augment, trim_silence}
-      optim:   {name, lr, weight_decay, betas, eps, ema, schedule}
+      optim:   {name, lr, weight_decay, betas, eps, ema, loss_normalization, schedule}
 
 Keys are checked: an unknown key in any section is refused, naming the section and the keys it
 knows. A section given in params replaces the recipe's defaults field by field (not wholesale).
@@ -68,6 +68,9 @@ class AugmentParams:
     trim_silence: dict[str, Any] | None = None  # {} or {top_db: 60}: on (DLE trims training audio)
 
 
+LOSS_NORMALIZATIONS = ("utterance", "token")
+
+
 @dataclass
 class OptimParams:
     name: str = "novograd"
@@ -77,6 +80,13 @@ class OptimParams:
     eps: float | None = None
     exclude_norm_and_bias: bool = False
     ema: float | None = 0.999  # None: no EMA
+    # What the batch loss averages over: "token" (the batch's summed loss over its target tokens:
+    # every token of the corpus weighs alike) or "utterance" (the mean over the batch's utterances,
+    # DLE's and NeMo's mean_batch). The two agree for random fixed-size batches, which DLE and NeMo
+    # use; for duration-bucketed batches "utterance" gives a token of a short-clip batch (many
+    # utterances) several times less weight than one of a long-clip batch: measured 5 WER points
+    # worse for the default model (RESULTS.md, "The loss normalisation").
+    loss_normalization: str = "token"
     schedule: dict[str, Any] = field(
         default_factory=lambda: {
             "name": "exponential",
@@ -86,6 +96,12 @@ class OptimParams:
             "min_lr": 1e-5,
         }
     )
+
+    def __post_init__(self) -> None:
+        if self.loss_normalization not in LOSS_NORMALIZATIONS:
+            raise ValueError(
+                f"optim.loss_normalization must be one of {LOSS_NORMALIZATIONS}, got {self.loss_normalization!r}"
+            )
 
 
 @dataclass

@@ -109,6 +109,16 @@ class SupervisedRecipe(RecipeBase):
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor | None, int]:
         raise NotImplementedError
 
+    def reduce_loss(self, losses: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Per-utterance losses (B,) to the batch loss and the count the engine weights it by:
+        the mean over utterances, or with ``optim.loss_normalization: token`` the sum over the
+        batch divided by its target tokens (then grad_accum and data-parallel ranks combine per
+        token too)."""
+        if self.cfg.optim.loss_normalization == "token":
+            tokens = int(token_lens.sum())
+            return losses.sum() / max(tokens, 1), tokens
+        return losses.mean(), int(losses.numel())
+
     # -- evaluation -----------------------------------------------------------------------------
     def dev_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
         """(feats, feat_lens, reference texts) over the dev manifest (or its first N rows)."""

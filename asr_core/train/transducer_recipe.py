@@ -98,13 +98,15 @@ class TransducerRecipe(SupervisedRecipe):
         if n == 0:
             return None, 0
         dev = self.device
-        loss = model(
+        token_lens = batch["token_lens"].to(dev, non_blocking=True)
+        losses = model(
             batch["feats"].to(dev, non_blocking=True),
             batch["feat_lens"].to(dev, non_blocking=True),
             batch["tokens"].to(dev, non_blocking=True),
-            batch["token_lens"].to(dev, non_blocking=True),
+            token_lens,
+            reduction="none",
         )
-        return loss, n
+        return self.reduce_loss(losses, token_lens)
 
     # -- evaluation -----------------------------------------------------------------------------
     def decode(self, model, feats, feat_lens, texts):

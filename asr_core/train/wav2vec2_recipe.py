@@ -60,7 +60,7 @@ from asr_core.train.ema import EMA
 from asr_core.train.engine import RecipeBase
 from asr_core.train.optim import build_optimizer, unwrap_model
 from asr_core.train.schedule import ScheduleConfig, build_schedule
-from asr_core.train.sections import DataParams
+from asr_core.train.sections import LOSS_NORMALIZATIONS, DataParams
 from asr_core.train.sections import section_from_dict as _from_dict
 
 PRETRAIN_FORMAT = "asr-toolkit/wav2vec2-pretraining"
@@ -104,6 +104,13 @@ class W2VOptimParams:
     schedule: dict[str, Any] = field(default_factory=lambda: {"name": "polynomial", "warmup_ratio": 0.08, "power": 1.0})
     diversity_weight: float = 0.1  # pre-training loss weights (DLE)
     feature_pen_weight: float = 10.0
+    loss_normalization: str = "token"  # fine-tuning's CTC loss: see asr_core.train.sections.OptimParams
+
+    def __post_init__(self) -> None:
+        if self.loss_normalization not in LOSS_NORMALIZATIONS:
+            raise ValueError(
+                f"optim.loss_normalization must be one of {LOSS_NORMALIZATIONS}, got {self.loss_normalization!r}"
+            )
 
 
 @dataclass
@@ -459,13 +466,11 @@ class Wav2Vec2CTCRecipe(_Wav2Vec2Common, CTCRecipe):
             log_probs = raw.decoder(y)
         else:
             log_probs, out_lens = model(x, x_lens)
-        loss = ctc_loss(
-            log_probs,
-            out_lens,
-            batch["tokens"].to(self.device, non_blocking=True),
-            batch["token_lens"].to(self.device, non_blocking=True),
+        token_lens = batch["token_lens"].to(self.device, non_blocking=True)
+        losses = ctc_loss(
+            log_probs, out_lens, batch["tokens"].to(self.device, non_blocking=True), token_lens, reduction="none"
         )
-        return loss, n
+        return self.reduce_loss(losses, token_lens)
 
 
 __all__ = [

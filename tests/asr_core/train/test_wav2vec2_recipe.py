@@ -221,7 +221,8 @@ def test_encoder_freeze_and_init_checks(tmp_path, corpus):
     batch = next(iter(recipe.train_loader))
     loss, n = recipe.loss(recipe.model, batch)
     loss.backward()
-    assert n == 2 and recipe.model.decoder.layers[0].weight.grad is not None
+    assert batch["feats"].size(0) == 2 and n == int(batch["token_lens"].sum())  # weighted per target token
+    assert recipe.model.decoder.layers[0].weight.grad is not None
     assert all(p.grad is None for p in recipe.model.encoder.parameters())  # frozen for the first 2 updates
     recipe.schedule.apply(recipe.optimizer, 1)  # the engine, before update 2: the next forward is update 2
     recipe.model.zero_grad()
