@@ -7,7 +7,7 @@ What is written and how it is gated is the model's objective's (``asr_core.objec
 gets ``model.onnx``, OpenVINO IR in fp32 / bf16 / fp16-weight variants and the waveform-input graph;
 a transducer three graphs with state in/out and a streaming check. Every file is built in a staging
 folder and moved to ``<out>`` only when every gate passes, with ``export.json`` (what each file is,
-its sha256); a failed gate writes the report and fails the stage.
+its sha256, each backend's gate result); a failed gate writes the report and fails the stage.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ def run(section: dict, model_path: str | Path, out_dir: str | Path) -> dict:
             "opset": int(opts["opset"]),
             **doc,
             "files": files,
+            # which backends passed (tasks.serve picks among them); without timings, so equal exports are equal
+            "parity": {name: {k: v for k, v in r.items() if k != "seconds"} for name, r in parity.items()},
         }
         publish(tmp, out_dir, doc, passed)
     return {

@@ -121,3 +121,63 @@ def tiny_conformer_params(corpus: Path, vocab: Path | None = None, **model) -> d
         "augment": {"speed_perturb": None, "spec_augment": None},
         "optim": {"name": "adamw", "lr": 1e-3, "ema": None, "schedule": {"name": "polynomial", "warmup_steps": 1}},
     }
+
+
+TINY_RNNT = {"enc_hidden": 32, "enc_proj": 32, "pred_hidden": 32, "pred_proj": 32, "joint_dim": 32, "embed_dim": 16}
+
+
+def tiny_transducer_file(path: Path, spm: Path, seed: int = 0) -> Path:
+    """An untrained tiny transducer ``model.pt`` on ``spm``'s pieces, its blank nudged as
+    :func:`noisy_model`'s is, so it emits blanks and tokens (varying by utterance) from the start."""
+    from asr_core.models.rnnt import rnnt_model, rnnt_tiny
+    from asr_core.models.rnnt.features import rnnt_features_config
+    from asr_core.models.rnnt.vocab import SubwordVocab
+
+    vocab = SubwordVocab.load(spm)
+    cfg = rnnt_tiny(**TINY_RNNT)
+    torch.manual_seed(seed)
+    model = rnnt_model(cfg, vocab.num_outputs)
+    with torch.no_grad():
+        model.joint.fc2.bias[0] += 0.2
+    return save_model(
+        path,
+        kind="transducer",
+        family="rnnt",
+        frontend="streaming_filterbank",
+        model_config=cfg.to_dict(),
+        num_outputs=vocab.num_outputs,
+        features=rnnt_features_config().to_dict(),
+        vocab=vocab.to_dict(),
+        state_dict=model.state_dict(),
+        step=0,
+    )
+
+
+def tiny_ctc_file(path: Path, seed: int = 0) -> Path:
+    """An untrained small QuartzNet ``model.pt`` on characters, its head sharpened (weights x100, the
+    space's bias +0.5) so that its best path holds several words, varying with the audio."""
+    from asr_core.features import FilterbankConfig
+    from asr_core.models import build_model, model_config
+    from asr_core.text import CharVocab
+
+    vocab = CharVocab()
+    cfg = model_config("quartznet", "tiny", **SMALL_QUARTZNET)
+    torch.manual_seed(seed)
+    model = build_model("quartznet", "tiny", vocab.num_outputs, **SMALL_QUARTZNET)
+    with torch.no_grad():
+        head = model.decoder.layers[0]
+        head.weight.mul_(100.0)
+        head.bias.zero_()
+        head.bias[0] += 0.5  # the space: index 0 of the character vocabulary
+    return save_model(
+        path,
+        kind="ctc",
+        family="quartznet",
+        frontend="filterbank",
+        model_config=cfg.to_dict(),
+        num_outputs=vocab.num_outputs,
+        features=FilterbankConfig().to_dict(),
+        vocab=vocab.to_dict(),
+        state_dict=model.state_dict(),
+        step=0,
+    )

@@ -190,6 +190,7 @@ class StreamingTranscriber:
         self._run(final=True)
         final = Partial(self.vocab.decode(self.state.hyps[0]), True, self.received / self.sample_rate)
         self.tokens = list(self.state.hyps[0])
+        self.token_frames = list(self.state.frames[0])  # encoder frame of each token (word timings)
         self.reset()
         return final
 
