@@ -10,14 +10,28 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+
+
+def _without_telemetry() -> None:
+    """Keep OpenVINO's converter from reporting usage over the network.
+
+    ``openvino.convert_model`` sends usage events (opt-out, no environment switch) from a forked
+    process that tries to reach the internet; offline, that child can hang on a lock inherited
+    from the fork and then hold up the interpreter's exit. With the telemetry package marked
+    absent, the converter uses its own no-op stub. Nothing else imports that package.
+    """
+    sys.modules.setdefault("openvino_telemetry", None)
+    sys.modules.setdefault("openvino_telemetry.backend", None)
 
 
 def export_openvino(
     onnx_path: str | os.PathLike, out_dir: str | os.PathLike, *, compress_to_fp16: bool = False
 ) -> Path:
     """Convert ``onnx_path`` to ``out_dir/model.xml`` (+ ``.bin``); the folder appears whole or not at all."""
+    _without_telemetry()
     import openvino as ov
 
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
