@@ -84,7 +84,7 @@ class OptimParams:
     # every token of the corpus weighs alike) or "utterance" (the mean over the batch's utterances,
     # DLE's and NeMo's mean_batch). The two agree for random fixed-size batches, which DLE and NeMo
     # use; for duration-bucketed batches "utterance" gives a token of a short-clip batch (many
-    # utterances) several times less weight than one of a long-clip batch: measured 5 WER points
+    # utterances) several times less weight than one of a long-clip batch: measured 8.5 WER points
     # worse for the default model (RESULTS.md, "The loss normalisation").
     loss_normalization: str = "token"
     schedule: dict[str, Any] = field(
