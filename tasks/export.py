@@ -13,13 +13,13 @@ its sha256, each backend's gate result); a failed gate writes the report and fai
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import tasks.offline  # noqa: F401
+from asr_core.io import file_sha256
 from tasks.common import load_params, stage_parser, write_report
 
 REDUCED_VARIANTS = ("openvino_bf16", "openvino_fp16w")
@@ -55,14 +55,6 @@ def _options(section: dict) -> dict:
     if not isinstance(opts["waveform"], bool):
         raise ValueError(f"export.waveform must be true or false, got {opts['waveform']!r}")
     return opts
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -104,11 +96,11 @@ def run(section: dict, model_path: str | Path, out_dir: str | Path) -> dict:
     model, features, vocab = load_model(model_path)
     with staged(out_dir) as tmp:
         parity, doc = objective(kind).export(model, features, vocab, opts, tmp, manifest)
-        files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         passed = all(v["passed"] for v in parity.values())
         doc = {
             "model": str(model_path),
-            "model_sha256": _sha256(model_path),
+            "model_sha256": file_sha256(model_path),
             "kind": kind,
             "opset": int(opts["opset"]),
             **doc,

@@ -1,6 +1,7 @@
-"""Small file helpers shared by every stage: atomic writes and JSON-lines."""
+"""Small file helpers shared by every stage: atomic writes, JSON-lines, file digests."""
 
 from asr_core.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
+from asr_core.io.digest import file_sha256
 from asr_core.io.jsonl import read_jsonl, write_jsonl
 
 __all__ = [
@@ -8,6 +9,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "file_sha256",
     "read_jsonl",
     "write_jsonl",
 ]

@@ -10,7 +10,6 @@ fastest serves; PyTorch on the model file is the reference the gates compare wit
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from asr_core.io import file_sha256
 
 SERVE_BACKENDS = ("torch", "onnxruntime", "openvino", "openvino-bf16")
 PARITY_NAME = {"onnxruntime": "onnxruntime_fp32", "openvino": "openvino_fp32", "openvino-bf16": "openvino_bf16"}
@@ -47,14 +48,6 @@ class ModelSource:
         return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def resolve_source(path: str | os.PathLike) -> ModelSource:
     """``model.pt`` or an export folder -> :class:`ModelSource` (raises ValueError / FileNotFoundError)."""
     path = Path(path)
@@ -72,7 +65,7 @@ def resolve_source(path: str | os.PathLike) -> ModelSource:
             f"{meta_path}: names the model file {str(model_path)!r} (its features and vocabulary), not found "
             f"from {Path.cwd()}"
         )
-    if meta.get("model_sha256") and _sha256(model_path) != meta["model_sha256"]:
+    if meta.get("model_sha256") and file_sha256(model_path) != meta["model_sha256"]:
         raise ValueError(f"{model_path} changed since {path} was exported from it: export it again")
     return ModelSource(model_path, path, dict(meta.get("parity") or {}))
 

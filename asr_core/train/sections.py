@@ -71,6 +71,12 @@ class AugmentParams:
 LOSS_NORMALIZATIONS = ("utterance", "token")
 
 
+def check_loss_normalization(value: str) -> None:
+    """``optim.loss_normalization`` of any recipe's optim section (see :class:`OptimParams`)."""
+    if value not in LOSS_NORMALIZATIONS:
+        raise ValueError(f"optim.loss_normalization must be one of {LOSS_NORMALIZATIONS}, got {value!r}")
+
+
 @dataclass
 class OptimParams:
     name: str = "novograd"
@@ -98,10 +104,7 @@ class OptimParams:
     )
 
     def __post_init__(self) -> None:
-        if self.loss_normalization not in LOSS_NORMALIZATIONS:
-            raise ValueError(
-                f"optim.loss_normalization must be one of {LOSS_NORMALIZATIONS}, got {self.loss_normalization!r}"
-            )
+        check_loss_normalization(self.loss_normalization)
 
 
 @dataclass

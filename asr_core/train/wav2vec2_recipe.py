@@ -60,7 +60,7 @@ from asr_core.train.ema import EMA
 from asr_core.train.engine import RecipeBase
 from asr_core.train.optim import build_optimizer, unwrap_model
 from asr_core.train.schedule import ScheduleConfig, build_schedule
-from asr_core.train.sections import LOSS_NORMALIZATIONS, DataParams
+from asr_core.train.sections import DataParams, check_loss_normalization
 from asr_core.train.sections import section_from_dict as _from_dict
 
 PRETRAIN_FORMAT = "asr-toolkit/wav2vec2-pretraining"
@@ -107,10 +107,7 @@ class W2VOptimParams:
     loss_normalization: str = "token"  # fine-tuning's CTC loss: see asr_core.train.sections.OptimParams
 
     def __post_init__(self) -> None:
-        if self.loss_normalization not in LOSS_NORMALIZATIONS:
-            raise ValueError(
-                f"optim.loss_normalization must be one of {LOSS_NORMALIZATIONS}, got {self.loss_normalization!r}"
-            )
+        check_loss_normalization(self.loss_normalization)
 
 
 @dataclass
