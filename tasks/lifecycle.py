@@ -27,7 +27,10 @@ GUARDIAN_ENV = "ASR_GUARDIAN_PID"
 POLL_S = 1.0
 FORCE_AFTER_S = 60.0  # a graceful stop (checkpoint, ray.shutdown, MLflow) that hangs longer is cut short
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
 _installed = False
+_fork_hook = False
 _owner = 0  # the stage's own process: forked children inherit the handler, not the stop
 
 
@@ -37,10 +40,23 @@ class StageStopped(KeyboardInterrupt):
 
 def _raise_stopped(signum: int, frame) -> None:
     signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
-    if os.getpid() != _owner:  # a forked worker (a multiprocessing pool's, a data loader's): die as by default
+    if os.getpid() != _owner:  # a child forked before the reset below took effect: die as by default
         os.kill(os.getpid(), signum)
         return
     raise StageStopped(f"stopped by {signal.Signals(signum).name}")
+
+
+def _default_stop_in_child() -> None:
+    """A forked child (a multiprocessing pool's worker, a data loader's) dies of SIGTERM as by default.
+
+    A Python-level handler cannot serve there: CPython runs it only between bytecodes, so a
+    SIGTERM that lands just before the child blocks in a C call (a pool worker waiting on its
+    task queue's semaphore) is never acted on, and ``Pool.terminate`` waits for that child for
+    ever (a prepare stage hung so after its last utterance). The kernel's default action has no
+    such window."""
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is _raise_stopped:
+            signal.signal(sig, signal.SIG_DFL)
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -107,11 +123,14 @@ def _watch(guardian: int) -> None:
 def handle_signals() -> None:
     """SIGTERM and SIGHUP raise :class:`StageStopped`. Call again after a library that installs its
     own handler (``ray.init`` makes SIGTERM a bare ``sys.exit(1)`` in the driver)."""
-    global _owner
+    global _owner, _fork_hook
     if threading.current_thread() is threading.main_thread():
         _owner = os.getpid()
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, _raise_stopped)
+        if not _fork_hook:
+            os.register_at_fork(after_in_child=_default_stop_in_child)
+            _fork_hook = True
 
 
 def install() -> int | None:

@@ -46,3 +46,25 @@ def test_a_forked_worker_dies_quietly_on_sigterm():
     )
     assert r.returncode == 0 and "signalled True" in r.stdout, r.stdout + r.stderr
     assert "StageStopped" not in r.stderr, r.stderr
+
+
+def test_a_forked_child_has_the_default_stop_action():
+    # A Python-level handler in a child can miss a SIGTERM that lands just before a blocking C call
+    # (a pool worker's queue wait), which made Pool.terminate wait for ever: children get the default.
+    r = _run(
+        """
+        import multiprocessing as mp, os, signal
+        from tasks import lifecycle
+        lifecycle.install()
+
+        def dispositions(_):
+            return [signal.getsignal(s) is signal.SIG_DFL for s in (signal.SIGTERM, signal.SIGHUP)]
+
+        with mp.get_context("fork").Pool(2) as pool:
+            print("children", pool.map(dispositions, range(4)))
+        print("parent", signal.getsignal(signal.SIGTERM) is lifecycle._raise_stopped)
+        """
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "children [[True, True], [True, True], [True, True], [True, True]]" in r.stdout, r.stdout
+    assert "parent True" in r.stdout, r.stdout
