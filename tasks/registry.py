@@ -215,6 +215,9 @@ def _log_export_folder(graphs: list[Path], *, model_name: str, run_id: str, spli
     c = tracking.client()
     folder = graphs[0].parent
     c.log_artifacts(run_id, str(folder), artifact_path="model")
+    model_file = _exported_from(folder)
+    if model_file is not None:  # its features and vocabulary: a downloaded version serves on its own
+        c.log_artifact(run_id, str(model_file), artifact_path="model")
     try:
         c.get_registered_model(model_name)
     except MlflowException:
@@ -227,6 +230,69 @@ def _log_export_folder(graphs: list[Path], *, model_name: str, run_id: str, spli
         f"{', '.join(p.name for p in graphs)}, rnnt_export.json, openvino/",
     )
     return str(mv.version)
+
+
+def _exported_from(folder: Path) -> Path | None:
+    """The ``model.pt`` that ``<folder>/export.json`` names (from the working directory), if present."""
+    meta_path = folder / "export.json"
+    if not meta_path.is_file():
+        return None
+    model = Path(json.loads(meta_path.read_text(encoding="utf-8")).get("model") or "")
+    return model if model.name and model.is_file() else None
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/<name>@<alias>`` or ``models:/<name>/<version>`` -> (name, alias, version)."""
+    rest = uri[len("models:/") :] if uri.startswith("models:/") else ""
+    name, at, alias = rest.partition("@")
+    version = None
+    if not at:
+        name, slash, version = rest.partition("/")
+        if not slash or not version.isdigit():
+            version = None
+    if not name or "/" in name or (at and not alias) or (not at and version is None):
+        raise ValueError(f"{uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
+    return name, alias or None, version
+
+
+def download_version(uri: str, cache_dir: str | Path) -> Path:
+    """The registered transducer version ``uri`` as a local export folder under ``cache_dir``.
+
+    A version is downloaded once to ``<cache_dir>/<name>/<version>/`` (to a temporary folder, then
+    renamed) and read from there afterwards; an alias is resolved at every call, so a new champion
+    is picked up. Raises ValueError naming the URI when the name, alias or version is unknown, or
+    when the version is not a servable export folder (a CTC version is its ONNX graph alone).
+    """
+    import shutil
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name, alias, version = parse_model_uri(uri)
+    c = tracking.client()
+    try:
+        mv = c.get_model_version_by_alias(name, alias) if alias else c.get_model_version(name, version)
+    except MlflowException as e:
+        raise ValueError(f"{uri}: not in the registry at {tracking.tracking_uri()} ({e.message})") from None
+    dst = Path(cache_dir) / name / str(mv.version)
+    if not (dst / "export.json").is_file():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}-", dir=dst.parent))
+        try:
+            mlflow.set_tracking_uri(tracking.tracking_uri())
+            got = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(tmp)))
+            if not (got / "export.json").is_file():
+                raise ValueError(
+                    f"{uri} (version {mv.version}, {mv.source}): no export.json in it, so no features or "
+                    f"vocabulary to serve with (a CTC version is its ONNX graph alone): serve exports/<name>"
+                )
+            if dst.exists():
+                shutil.rmtree(dst)
+            got.rename(dst)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dst
 
 
 def _pin(dist: str) -> str:

@@ -3,6 +3,7 @@
     python -m tasks.serve --model models/rnnt_small/model.pt              # PyTorch
     python -m tasks.serve --model exports/rnnt_small                      # fastest backend that passed parity
     python -m tasks.serve --model exports/quartznet_tiny --backend openvino --port 8000
+    python -m tasks.serve --model models:/asr-rnnt@champion             # the registry's champion (export folder)
 
     WS   /ws/transcribe   {"format": "pcm16" | "float32", "sample_rate": 16000}, binary audio, {"type": "end"}
                           -> {"type": "partial", "text"} ... {"type": "final", "text", "words"}
@@ -189,7 +190,13 @@ def build_service(args, log_fn=print) -> Service:
         idle_seconds=args.idle_seconds,
         max_upload_bytes=args.max_upload_bytes,
     )
-    source = resolve_source(args.model)
+    model = args.model
+    if model.startswith("models:/"):  # the MLflow Model Registry (tasks/registry.py)
+        from tasks.registry import download_version
+
+        model = download_version(model, args.registry_cache)
+        log_fn(f"serve: {args.model} is {model}")
+    source = resolve_source(model)
     transducer = {"chunk_frames": args.chunk_frames, "max_symbols": args.max_symbols}
     if args.backend:
         model, probe = load(source, args.backend, args.threads, **transducer), {args.backend: "named by --backend"}
@@ -204,7 +211,14 @@ def build_service(args, log_fn=print) -> Service:
 def parser() -> argparse.ArgumentParser:
     d = StreamLimits()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="a model.pt, or an export folder (exports/<name>)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a model.pt, an export folder (exports/<name>), or a registered transducer (models:/asr-rnnt@champion)",
+    )
+    p.add_argument(
+        "--registry-cache", default=".cache/registry", help="where registered versions are downloaded (models:/...)"
+    )
     p.add_argument(
         "--backend",
         choices=SERVE_BACKENDS,

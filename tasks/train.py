@@ -67,6 +67,9 @@ TOP_KEYS = {"name", "seed", "model", "features", "data", "augment", "optim", "de
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
+    from asr_core.train.precision import flush_denormals
+
+    flush_denormals()  # first: a Ray worker's intra-op threads start after this (asr_core.train.precision)
     import torch
 
     from asr_core.train.engine import TrainConfig, dist_info, train
@@ -465,6 +468,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="folder for train_curve.csv / dev_curve.csv (what dvc plots draws); default: the report's folder",
     )
     args = p.parse_args(argv)
+    from asr_core.train.precision import flush_denormals
+
+    flush_denormals()  # before any op starts the intra-op threads (local mode trains in this process)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     section = load_params(args.params, "train")
     if args.name:  # a model of params/models.yaml: its key names it, whatever its params file says

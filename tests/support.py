@@ -33,6 +33,7 @@ def rnnt_params(tmp_path: Path, corpus: Path, spm: Path, steps: int = 12) -> Pat
             "joint_dim": 32,
             "embed_dim": 16,
         },
+        head_config={},  # the tiny shapes above, not the profile's prediction network
     )
     section["data"].update(
         train_manifest=str(corpus / "train.jsonl"),

@@ -8,6 +8,7 @@
                     any other encoder (e.g. a Conformer), whole utterances:
                     feats (B, N, F) float32, feat_lens (B,) int64 -> enc (B, T', D), enc_lens (B,)
     predictor.onnx  tokens (B, 1) int64, h_in, c_in (layers, B, P_h) -> g (B, P), h_out, c_out
+                    stateless predictor: tokens (B, 1), ctx_in (1, B, C - 1) int64 -> g (B, P), ctx_out
     joint.onnx      enc (B, D), g (B, P) -> logits (B, V)
 
 Batch and time axes are dynamic. A streaming decoder feeds the encoder ``chunk_frames``
@@ -37,11 +38,21 @@ IO = {
 
 
 OFFLINE_ENCODER_IO = (("feats", "feat_lens"), ("enc", "enc_lens"))
+STATELESS_PREDICTOR_IO = (("tokens", "ctx_in"), ("g", "ctx_out"))
 
 
-def graph_io(name: str, streaming: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def predictor_kind(model) -> str:
+    """``lstm`` or ``stateless`` (its head config's ``predictor``)."""
+    return getattr(model.predictor.cfg, "predictor", "lstm")
+
+
+def graph_io(name: str, streaming: bool, predictor: str = "lstm") -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(input names, output names) of graph ``name``."""
-    return OFFLINE_ENCODER_IO if name == "encoder" and not streaming else IO[name]
+    if name == "encoder" and not streaming:
+        return OFFLINE_ENCODER_IO
+    if name == "predictor" and predictor == "stateless":
+        return STATELESS_PREDICTOR_IO
+    return IO[name]
 
 
 class OfflineEncoderGraph(nn.Module):
@@ -68,9 +79,9 @@ class PredictorGraph(nn.Module):
         super().__init__()
         self.predictor = model.predictor
 
-    def forward(self, tokens, h_in, c_in):
-        g, (h, c) = self.predictor.step(tokens, (h_in, c_in))
-        return g[:, -1], h, c
+    def forward(self, tokens, *state):
+        g, state = self.predictor.step(tokens, state)
+        return (g[:, -1], *state)
 
 
 class JointGraph(nn.Module):
@@ -106,9 +117,13 @@ def examples(model, feature_dim: int) -> dict[str, tuple]:
     else:
         encoder = (torch.randn(2, feature_dim, 96), torch.tensor([96, 57]))
     pred_state = model.predictor.zero_state(2)
+    if predictor_kind(model) == "stateless":
+        predictor = (torch.tensor([[1], [2]]), torch.randint_like(pred_state[0], 1, model.num_outputs))
+    else:
+        predictor = (torch.tensor([[1], [2]]), torch.randn_like(pred_state[0]), torch.randn_like(pred_state[1]))
     return {
         "encoder": encoder,
-        "predictor": (torch.tensor([[1], [2]]), torch.randn_like(pred_state[0]), torch.randn_like(pred_state[1])),
+        "predictor": predictor,
         "joint": (torch.randn(2, enc.output_dim), torch.randn(2, model.predictor.output_dim)),
     }
 
@@ -134,6 +149,12 @@ DYNAMIC = {
     },
     "joint": {"enc": {0: "batch"}, "g": {0: "batch"}, "logits": {0: "batch"}},
 }
+STATELESS_PREDICTOR_DYNAMIC = {
+    "tokens": {0: "batch"},
+    "ctx_in": {1: "batch"},
+    "g": {0: "batch"},
+    "ctx_out": {1: "batch"},
+}
 OFFLINE_ENCODER_DYNAMIC = {
     "feats": {0: "batch", 2: "time"},
     "feat_lens": {0: "batch"},
@@ -151,13 +172,17 @@ def export_rnnt(
 
     out_dir = Path(out_dir)
     model = model.eval().cpu()
-    streaming = model.encoder.streaming
+    streaming, predictor = model.encoder.streaming, predictor_kind(model)
     mods, ex = graph_modules(model), examples(model, feature_dim)
     paths: dict[str, Path] = {}
     for name in GRAPHS:
         path = out_dir / f"{name}.onnx"
-        inputs, outputs = graph_io(name, streaming)
-        dynamic = OFFLINE_ENCODER_DYNAMIC if name == "encoder" and not streaming else DYNAMIC[name]
+        inputs, outputs = graph_io(name, streaming, predictor)
+        dynamic = DYNAMIC[name]
+        if name == "encoder" and not streaming:
+            dynamic = OFFLINE_ENCODER_DYNAMIC
+        elif name == "predictor" and predictor == "stateless":
+            dynamic = STATELESS_PREDICTOR_DYNAMIC
         with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr_core.export.rnnt_onnx import GRAPHS, graph_io
+from asr_core.export.rnnt_onnx import GRAPHS, graph_io, predictor_kind
 from asr_core.models.rnnt.frontend import stack_frames
 
 META = "rnnt_export.json"
@@ -41,7 +41,11 @@ class _GraphBackend:
         if self.streaming:
             self.stack, self.time_reduction = meta["stack"], meta["time_reduction"]
             self.enc_state_shape = (meta["enc_layers"], meta["enc_hidden"])
-        self.pred_state_shape = (meta["pred_layers"], meta["pred_hidden"])
+        self.predictor = meta.get("predictor", "lstm")
+        if self.predictor == "stateless":
+            self.context_size = meta["context_size"]
+        else:
+            self.pred_state_shape = (meta["pred_layers"], meta["pred_hidden"])
         self._run: dict = {}
 
     def encoder_state(self, batch: int) -> tuple:
@@ -57,6 +61,8 @@ class _GraphBackend:
         return torch.from_numpy(enc), torch.from_numpy(lens.astype(np.int64))
 
     def predictor_state(self, batch: int) -> tuple:
+        if self.predictor == "stateless":
+            return (torch.full((1, batch, self.context_size - 1), self.blank, dtype=torch.long),)
         z = torch.zeros(self.pred_state_shape[0], batch, self.pred_state_shape[1])
         return z, z.clone()
 
@@ -76,6 +82,9 @@ class _GraphBackend:
         )
 
     def predict(self, y, state):
+        if self.predictor == "stateless":
+            g, ctx = self._run["predictor"]({"tokens": _np(y, np.int64), "ctx_in": _np(state[0], np.int64)})
+            return torch.from_numpy(g), (torch.from_numpy(ctx.astype(np.int64)),)
         g, h, c = self._run["predictor"](
             {"tokens": _np(y, np.int64), "h_in": _np(state[0], np.float32), "c_in": _np(state[1], np.float32)}
         )
@@ -128,7 +137,7 @@ class OpenVINOBackend(_GraphBackend):
                 raise FileNotFoundError(f"OpenVINO IR not found: {path} (run the export stage)")
             compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
             request = compiled.create_infer_request()
-            outs = [compiled.output(o) for o in graph_io(name, self.streaming)[1]]
+            outs = [compiled.output(o) for o in graph_io(name, self.streaming, self.predictor)[1]]
 
             def run(feeds, request=request, outs=outs):
                 res = request.infer(feeds)
@@ -150,16 +159,19 @@ def write_meta(model, out_dir: str | os.PathLike) -> Path:
     """``rnnt_export.json``: what a backend needs to know about the graphs."""
     from asr_core.io.atomic import atomic_write_json
 
-    enc, pred = model.encoder, model.predictor.cfg
+    enc, pred, kind = model.encoder, model.predictor.cfg, predictor_kind(model)
     streaming = bool(enc.streaming)
     meta = {
         "streaming": streaming,
         "blank": model.blank,
-        "pred_layers": pred.pred_layers,
-        "pred_hidden": pred.pred_hidden,
+        "predictor": kind,
         "vocab_size": model.num_outputs,
-        "graphs": {n: dict(zip(("inputs", "outputs"), map(list, graph_io(n, streaming)))) for n in GRAPHS},
+        "graphs": {n: dict(zip(("inputs", "outputs"), map(list, graph_io(n, streaming, kind)))) for n in GRAPHS},
     }
+    if kind == "stateless":
+        meta["context_size"] = pred.context_size
+    else:
+        meta.update(pred_layers=pred.pred_layers, pred_hidden=pred.pred_hidden)
     if streaming:
         cfg = enc.cfg
         meta.update(

@@ -23,6 +23,7 @@ from asr_core.models.ctc import CTCHead, CTCModel
 from asr_core.models.encoder import Encoder, EncoderConfig
 
 KINDS = ("ctc", "transducer")
+PREDICTORS = ("lstm", "stateless")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,14 +35,20 @@ class TransducerHeadConfig(EncoderConfig):
     pred_layers: int = 1  # dec_layers
     pred_proj: int = 256  # dec_proj_size: P
     joint_dim: int = 256  # joint_size
+    # lstm: Embedding -> LSTM -> Linear (edgedict); stateless: the last context_size tokens only
+    # (icefall; pred_hidden and pred_layers unused)
+    predictor: str = "lstm"
+    context_size: int = 2
     # > 0 adds a CTC head on the encoder (Linear(D -> V), blank 0) whose loss, times this weight,
     # is added in training only (not in edgedict).
     ctc_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("embed_dim", "pred_hidden", "pred_layers", "pred_proj", "joint_dim"):
+        for name in ("embed_dim", "pred_hidden", "pred_layers", "pred_proj", "joint_dim", "context_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.head_config.{name} must be >= 1, got {getattr(self, name)}")
+        if self.predictor not in PREDICTORS:
+            raise ValueError(f"model.head_config.predictor must be one of {list(PREDICTORS)}, got {self.predictor!r}")
         if self.ctc_weight < 0:
             raise ValueError(f"model.head_config.ctc_weight must be >= 0, got {self.ctc_weight}")
 
@@ -73,9 +80,10 @@ def attach_head(kind: str, encoder: Encoder, num_outputs: int, cfg: TransducerHe
     from asr_core.models.rnnt.joint import Joint
     from asr_core.models.rnnt.model import Transducer
     from asr_core.models.rnnt.predictor import Predictor
+    from asr_core.models.rnnt.stateless import StatelessPredictor
 
     cfg = cfg if cfg is not None else TransducerHeadConfig()
-    pred = Predictor(cfg, num_outputs)
+    pred = (StatelessPredictor if cfg.predictor == "stateless" else Predictor)(cfg, num_outputs)
     joint = Joint(encoder.output_dim, cfg.pred_proj, cfg.joint_dim, num_outputs)
     ctc = nn.Linear(encoder.output_dim, num_outputs) if cfg.ctc_weight > 0 else None  # last: the rest inits alike
     return Transducer(encoder, pred, joint, ctc_head=ctc, ctc_weight=cfg.ctc_weight)

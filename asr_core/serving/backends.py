@@ -60,10 +60,12 @@ def resolve_source(path: str | os.PathLike) -> ModelSource:
         raise FileNotFoundError(f"--model {path}: a folder without export.json (run the export stage)")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     model_path = Path(meta.get("model", ""))
+    if not model_path.is_file() and model_path.name and (path / model_path.name).is_file():
+        model_path = path / model_path.name  # the copy a registered version carries beside its graphs
     if not model_path.is_file():
         raise FileNotFoundError(
             f"{meta_path}: names the model file {str(model_path)!r} (its features and vocabulary), not found "
-            f"from {Path.cwd()}"
+            f"from {Path.cwd()} nor in {path}"
         )
     if meta.get("model_sha256") and file_sha256(model_path) != meta["model_sha256"]:
         raise ValueError(f"{model_path} changed since {path} was exported from it: export it again")

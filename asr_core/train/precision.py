@@ -143,3 +143,19 @@ class Precision:
             )
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+
+
+def flush_denormals() -> bool:
+    """Flush subnormal floats to zero on the CPU (FTZ/DAZ), for this thread and every thread it starts.
+
+    Once a transducer has learned to be confident, its LSTM backward pass meets subnormal values,
+    which x86 cores compute in microcode: the backward of the CPU transducer profile took 4.5x
+    longer per batch at step 500 than at initialisation (223 against 50 ms), and training fell
+    from ~107 to ~65 audio s/s. The mode is per thread and inherited by threads created later,
+    so call this first thing in a training process, before any op starts a thread: set only after
+    the first batches, the same backward still took 103 ms. Values below ~1.2e-38 become zero: no
+    effect on what a model learns. Returns whether the CPU supports it.
+    """
+    import torch
+
+    return bool(torch.set_flush_denormal(True))

@@ -27,6 +27,7 @@ TINY_RNNT = {
     "train.ray.num_workers": 0,
     "train.optim.schedule.warmup_steps": 1,
     "train.model.overrides": {"enc_hidden": 32, "enc_proj": 32},
+    "train.model.head_config": {"pred_hidden": 32, "pred_proj": 32, "joint_dim": 32},
 }
 
 

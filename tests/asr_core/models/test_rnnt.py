@@ -130,3 +130,58 @@ def test_auxiliary_ctc_head_adds_to_the_loss_only():
     with torch.no_grad():
         assert float(aux(x, x_lens, y, y_lens)) > float(plain(x, x_lens, y, y_lens))  # same weights, CTC added
         torch.testing.assert_close(aux.lattice(x, x_lens, y)[0], plain.lattice(x, x_lens, y)[0])
+
+
+def test_stateless_predictor_steps_equal_the_whole_sequence_and_decodes():
+    from asr_core.decoding.rnnt_greedy import greedy_decode
+
+    torch.manual_seed(0)
+    model = build_model("rnnt", "tiny", 12, head_config={"predictor": "stateless", "context_size": 3})
+    pred = model.predictor
+    assert not any(isinstance(m, torch.nn.LSTM) for m in pred.modules())
+    y = torch.randint(1, 12, (2, 5))
+    whole = pred(y)
+    g, state = pred.step(torch.zeros(2, 1, dtype=torch.long))  # the start symbol (blank)
+    steps = [g]
+    for i in range(5):
+        g, state = pred.step(y[:, i : i + 1], state)
+        steps.append(g)
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole)
+    assert state[0].shape == (1, 2, 2) and torch.equal(state[0][0], y[:, -2:])  # the last context_size - 1 tokens
+    # the output after a token reads only the context_size tokens up to it
+    y2 = y.clone()
+    y2[:, 0] = (y[:, 0] % 11) + 1
+    torch.testing.assert_close(pred(y2)[:, 4:], whole[:, 4:])
+    x, x_lens = torch.randn(2, 80, 60), torch.tensor([60, 45])
+    loss = model(x, x_lens, y, torch.tensor([5, 3]))
+    loss.backward()
+    assert pred.conv.weight.grad is not None and torch.isfinite(loss)
+    model.eval()
+    alone = greedy_decode(model, x[1:, :, :45], x_lens[1:])
+    assert greedy_decode(model, x, x_lens)[1] == alone[0]
+
+
+def test_head_config_checks_the_predictor():
+    with pytest.raises(ValueError, match="predictor must be one of"):
+        build_model("rnnt", "tiny", 12, head_config={"predictor": "gru"})
+    with pytest.raises(ValueError, match="context_size must be >= 1"):
+        build_model("rnnt", "tiny", 12, head_config={"predictor": "stateless", "context_size": 0})
+
+
+def test_stateless_predictor_exports_and_decodes_the_same_on_onnxruntime(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from asr_core.decoding.rnnt_stream import TorchBackend, offline_greedy
+    from asr_core.export.rnnt_onnx import export_rnnt
+    from asr_core.export.rnnt_runtime import load_backend, write_meta
+
+    torch.manual_seed(0)
+    model = build_model("rnnt", "tiny", 12, head_config={"predictor": "stateless", "context_size": 2}).eval()
+    x, x_lens = torch.randn(2, 80, 60), torch.tensor([60, 45])
+    export_rnnt(model, tmp_path, feature_dim=80, openvino=False)
+    write_meta(model, tmp_path)
+    torch_be, onnx_be = TorchBackend(model), load_backend(tmp_path, "onnxruntime", threads=1)
+    g_ref, s_ref = torch_be.predict(torch.tensor([[3], [5]]), torch_be.predictor_state(2))
+    g_got, s_got = onnx_be.predict(torch.tensor([[3], [5]]), onnx_be.predictor_state(2))
+    torch.testing.assert_close(g_got, g_ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(s_got[0], s_ref[0])
+    assert offline_greedy(onnx_be, x, x_lens) == offline_greedy(torch_be, x, x_lens)
