@@ -3,6 +3,7 @@
 
     python bench/serve_parity.py --model models/rnnt_small/model.pt --split test
     python bench/serve_parity.py --model exports/rnnt_small --backend openvino --split test
+    python bench/serve_parity.py --model models:/asr-rnnt@champion --split test
 
 The service runs in this process on 127.0.0.1 (``tasks.serve.running``); each utterance of
 ``<manifest-dir>/<split>.jsonl`` is streamed as PCM16 in ``--chunk-ms`` pieces (several streams at
@@ -83,9 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows
     ]
     serve_args = ["--model", args.model] + (["--backend", args.backend] if args.backend else [])
-    service = serve.build_service(serve.parser().parse_args(serve_args))
+    serve_args_ns = serve.parser().parse_args(serve_args)
+    service = serve.build_service(serve_args_ns)
     backend = service.model.backend_name
-    source = resolve_source(args.model)
+    model = args.model
+    if model.startswith("models:/"):  # the folder the service downloaded it to
+        from tasks.registry import download_version
+
+        model = str(download_version(model, serve_args_ns.registry_cache))
+    source = resolve_source(model)
     t0 = time.perf_counter()
     with serve.running(serve.create_app(service), service.limits) as url:
         streamed = asyncio.run(_stream_all(url, paths, args.chunk_ms / 1000, args.concurrency))
