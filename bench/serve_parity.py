@@ -100,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     service.close()
 
     offline_args = ["--model", str(source.model_path)]
-    if backend != "torch":  # the same graphs: onnxruntime | openvino | openvino-bf16
+    if backend != "torch":  # the same graphs: onnxruntime | openvino | openvino-bf16 | openvino-int8
         offline_args += ["--backend", backend.split("-")[0], "--exports", str(source.export_dir)]
-        if backend.endswith("bf16"):
-            offline_args += ["--precision", "bf16"]
+        if "-" in backend:
+            offline_args += ["--precision", backend.split("-")[1]]
     t0 = time.perf_counter()
     offline = transcribe.main(offline_args + paths)
     t_offline = time.perf_counter() - t0

@@ -22,7 +22,7 @@ import tasks.offline  # noqa: F401
 from asr_core.io import file_sha256
 from tasks.common import load_params, stage_parser, write_report
 
-REDUCED_VARIANTS = ("openvino_bf16", "openvino_fp16w")
+REDUCED_VARIANTS = ("openvino_bf16", "openvino_fp16w", "openvino_int8")  # int8: transducers
 DEFAULTS = {
     "opset": 17,
     "manifest_dir": "data/prepared",

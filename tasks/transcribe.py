@@ -28,7 +28,11 @@ def main(argv: list[str] | None = None) -> list[str]:
     p.add_argument("--device", default="cpu")
     p.add_argument("audio", nargs="+", help="audio files")
     p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino", "openvino_wave"], default="torch")
-    p.add_argument("--precision", default="fp32", help="fp32 | bf16 (torch, openvino) | fp16w (openvino)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 | bf16 (torch, openvino) | fp16w (openvino, CTC) | int8 (openvino, transducers)",
+    )
     p.add_argument("--exports", help="export folder (default: exports/<name of the model's folder>)")
     for kind in OBJECTIVES:
         objective(kind).add_transcribe_args(p)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr_core.export.rnnt_int8 import FOLDER as INT8_FOLDER
+from asr_core.export.rnnt_int8 import META as INT8_META
 from asr_core.export.rnnt_onnx import GRAPHS, graph_io, predictor_kind
 from asr_core.models.rnnt.frontend import stack_frames
 
@@ -118,7 +120,13 @@ class OnnxRuntimeBackend(_GraphBackend):
 class OpenVINOBackend(_GraphBackend):
     name = "openvino"
 
-    def __init__(self, export_dir: str | os.PathLike, threads: int | None = None, precision: str = "f32") -> None:
+    def __init__(
+        self,
+        export_dir: str | os.PathLike,
+        threads: int | None = None,
+        precision: str = "f32",
+        folder: str = "openvino",
+    ) -> None:
         import openvino as ov
 
         super().__init__(export_dir)
@@ -132,7 +140,7 @@ class OpenVINOBackend(_GraphBackend):
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         for name in GRAPHS:
-            path = self.dir / "openvino" / name / "model.xml"
+            path = self.dir / folder / name / "model.xml"
             if not path.is_file():
                 raise FileNotFoundError(f"OpenVINO IR not found: {path} (run the export stage)")
             compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
@@ -146,13 +154,49 @@ class OpenVINOBackend(_GraphBackend):
             self._run[name] = run
 
 
+class OpenVINOInt8Backend(OpenVINOBackend):
+    """The int8-weight graphs of :mod:`asr_core.export.rnnt_int8`: the encoder takes chunks of a fixed
+    length (``chunk_frames`` in ``openvino_int8/int8.json``), so longer inputs go through in pieces of
+    that length, state carried, and a shorter piece is padded (its ``frame_lens`` mask the padding)."""
+
+    name = "openvino_int8"
+
+    def __init__(self, export_dir: str | os.PathLike, threads: int | None = None) -> None:
+        meta_path = Path(export_dir) / INT8_FOLDER / INT8_META
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found: no int8 graphs in this export (export.transducer.int8)")
+        self.chunk = int(json.loads(meta_path.read_text(encoding="utf-8"))["chunk_frames"])
+        super().__init__(export_dir, threads, precision="f32", folder=INT8_FOLDER)
+        self.name = "openvino_int8"
+
+    def encode(self, s, s_lens, state):
+        n, k = s.size(1), self.chunk
+        outs, out_lens = [], torch.zeros_like(s_lens)
+        for start in range(0, max(n, 1), k):
+            piece = s[:, start : start + k]
+            lens = (s_lens - start).clamp(0, piece.size(1))
+            if piece.size(1) < k:
+                piece = torch.nn.functional.pad(piece, (0, 0, 0, k - piece.size(1)))
+            enc, enc_lens, state = super().encode(piece, lens, state)
+            outs.append(enc)
+            out_lens += enc_lens
+        enc = torch.cat(outs, dim=1)[:, : int(out_lens.max())]
+        return enc, out_lens, state
+
+
+BACKENDS = ("onnxruntime", "openvino", "openvino_bf16", "openvino_int8")
+
+
 def load_backend(export_dir: str | os.PathLike, backend: str, threads: int | None = None):
-    """``backend``: onnxruntime | openvino | openvino_bf16 (bf16 inference hint: reduced precision)."""
+    """``backend``: onnxruntime | openvino | openvino_bf16 (bf16 inference hint: reduced precision) |
+    openvino_int8 (int8 weights, :mod:`asr_core.export.rnnt_int8`)."""
     if backend == "onnxruntime":
         return OnnxRuntimeBackend(export_dir, threads)
     if backend in ("openvino", "openvino_bf16"):
         return OpenVINOBackend(export_dir, threads, precision="bf16" if backend == "openvino_bf16" else "f32")
-    raise ValueError(f"transducer backend must be onnxruntime, openvino or openvino_bf16, got {backend!r}")
+    if backend == "openvino_int8":
+        return OpenVINOInt8Backend(export_dir, threads)
+    raise ValueError(f"transducer backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
 def write_meta(model, out_dir: str | os.PathLike) -> Path:

@@ -28,9 +28,10 @@ def _without_telemetry() -> None:
 
 
 def export_openvino(
-    onnx_path: str | os.PathLike, out_dir: str | os.PathLike, *, compress_to_fp16: bool = False
+    onnx_path: str | os.PathLike, out_dir: str | os.PathLike, *, compress_to_fp16: bool = False, transform=None
 ) -> Path:
-    """Convert ``onnx_path`` to ``out_dir/model.xml`` (+ ``.bin``); the folder appears whole or not at all."""
+    """Convert ``onnx_path`` to ``out_dir/model.xml`` (+ ``.bin``); the folder appears whole or not at all.
+    ``transform(ov_model) -> ov_model`` runs before saving (e.g. NNCF's weight compression)."""
     _without_telemetry()
     import openvino as ov
 
@@ -38,6 +39,8 @@ def export_openvino(
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
     ov_model = ov.convert_model(str(onnx_path))
+    if transform is not None:
+        ov_model = transform(ov_model)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

@@ -21,8 +21,15 @@ import numpy as np
 
 from asr_core.io import file_sha256
 
-SERVE_BACKENDS = ("torch", "onnxruntime", "openvino", "openvino-bf16")
-PARITY_NAME = {"onnxruntime": "onnxruntime_fp32", "openvino": "openvino_fp32", "openvino-bf16": "openvino_bf16"}
+SERVE_BACKENDS = ("torch", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8")
+PARITY_NAME = {
+    "onnxruntime": "onnxruntime_fp32",
+    "openvino": "openvino_fp32",
+    "openvino-bf16": "openvino_bf16",
+    "openvino-int8": "openvino_int8",  # transducers: int8 weights, gated on WER
+}
+# gated on WER, not on parity: its transcripts may differ from PyTorch's, so it is never picked unasked
+NAMED_ONLY = {"openvino-int8": "int8 weights, gated on WER"}
 PROBE_SECONDS = 2.0
 
 
@@ -156,6 +163,8 @@ def choose(source: ModelSource, threads: int = 1, log=print, **transducer):
     report: dict[str, float | str] = {}
     best, best_seconds = None, float("inf")
     for backend, why in source.gated().items():
+        if not why and backend in NAMED_ONLY:
+            why = f"{NAMED_ONLY[backend]}: served only when named (--backend {backend})"
         if why:
             report[backend] = why
             continue

@@ -31,6 +31,7 @@ def test_serve_export_folder_runs_the_fastest_gated_backend(exported, serve_asse
     service = serve.build_service(args, log_fn=lines.append)
     timed = {b: s for b, s in service.probe.items() if isinstance(s, float)}
     assert set(timed) == {"onnxruntime", "openvino"} and "not gated" in service.probe["openvino-bf16"]
+    assert "only when named" in service.probe["openvino-int8"]  # int8 weights: WER-gated, never picked unasked
     assert service.model.backend_name == min(timed, key=timed.get)
     with serve.running(serve.create_app(service), service.limits) as url:
         messages, _ = run(stream_wav(url, serve_assets.utterances[0]))
@@ -74,6 +75,31 @@ def test_serve_ctc_export_folder_decodes_as_transcribe_does(serve_assets, tmp_pa
         for wav in serve_assets.utterances[:2]:
             expected = transcribe.main(
                 ["--model", str(serve_assets.ctc), "--backend", backend, "--exports", str(out), str(wav)]
+            )
+            assert final_of(run(stream_wav(url, wav))[0])["text"] == expected[0]
+    service.close()
+
+
+def test_serve_int8_backend_when_named_streams_as_transcribe_on_int8(exported, serve_assets):
+    from tasks import transcribe
+
+    args = serve.parser().parse_args(["--model", str(exported), "--backend", "openvino-int8"])
+    service = serve.build_service(args, log_fn=lambda line: None)
+    assert service.model.backend_name == "openvino-int8"
+    with serve.running(serve.create_app(service), service.limits) as url:
+        for wav in serve_assets.utterances[:2]:
+            expected = transcribe.main(
+                [
+                    "--model",
+                    str(serve_assets.transducer),
+                    "--backend",
+                    "openvino",
+                    "--precision",
+                    "int8",
+                    "--exports",
+                    str(exported),
+                    str(wav),
+                ]
             )
             assert final_of(run(stream_wav(url, wav))[0])["text"] == expected[0]
     service.close()

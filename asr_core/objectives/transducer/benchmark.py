@@ -1,6 +1,7 @@
 """The benchmark of a transducer, per backend: streaming for a streaming encoder, offline for any other.
 
-Per backend in ``benchmark.transducer.backends`` (torch, onnxruntime, openvino; CPU, ``threads``):
+Per backend in ``benchmark.transducer.backends`` (torch, onnxruntime, openvino, openvino_bf16,
+openvino_int8: the export's int8-weight graphs; CPU, ``threads``):
 the streaming benchmark of :mod:`asr_core.bench.rnnt_stream` over the first
 ``benchmark.transducer.max_utterances`` of the ``benchmark.wer`` split, with the default chunk:
 WER, mean encoder / prediction / joint time per call, audio s/s, chunk latency p50/p99.
@@ -90,6 +91,10 @@ def benchmark(
             if set(opts["backends"]) - {"torch"}:
                 export_rnnt(model, tmp, feature_dim=features.feature_dim)
                 write_meta(model, tmp)
+            if "openvino_int8" in opts["backends"]:
+                from asr_core.export.rnnt_int8 import export_int8
+
+                export_int8(model, tmp, feature_dim=features.feature_dim, chunk_frames=int(opts["chunk_frames"]))
             export_dir = Path(tmp)
         else:
             from asr_core.models.artifact import load_model
@@ -103,9 +108,14 @@ def benchmark(
             (read_wave(manifest.parent / r["audio_filepath"], features.cfg.sample_rate), "" if preset else r["text"])
             for r in rows
         ]
-        cells, wer = {}, {}
+        cells, wer, skipped = {}, {}, {}
         for name in opts["backends"]:
-            backend = TorchBackend(model) if name == "torch" else load_backend(export_dir, name, threads=threads)
+            try:
+                backend = TorchBackend(model) if name == "torch" else load_backend(export_dir, name, threads=threads)
+            except (FileNotFoundError, RuntimeError) as e:  # no int8 graphs in this export; no bf16 on this CPU
+                skipped[f"cpu/{name}"] = str(e)
+                log(f"benchmark: {name}: skipped: {e}")
+                continue
             if backend.streaming:
                 m = stream_benchmark(
                     backend,
@@ -137,7 +147,7 @@ def benchmark(
         "stream": {k: opts[k] for k in ("chunk_frames", "max_symbols", "max_utterances")},
         "cells": cells,
         "wer": wer,
-        "skipped": {},
+        "skipped": skipped,
         "train_throughput": {},
     }
     out = Path(out_dir)

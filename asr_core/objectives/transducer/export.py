@@ -10,8 +10,11 @@ Gates, on the first ``max_utterances`` of ``split``, for onnxruntime and OpenVIN
 - the decoder on the backend gives exactly PyTorch's offline greedy transcripts: streamed
   (default chunk, state carried) for a streaming encoder, offline for any other (a Conformer).
 
-Reduced-precision variants are CTC-only here (recorded as skipped). Published only when
-every gate passes, as for CTC models (the export stage publishes).
+Reduced precision: ``openvino_int8`` (in ``reduced_precision``; a streaming encoder only) writes the
+int8-weight graphs of :mod:`asr_core.export.rnnt_int8` under ``openvino_int8/``, gated on WER: the
+streamed WER within ``wer_tolerance`` (absolute) of PyTorch's. The CTC variants (bf16, fp16
+weights) are recorded as skipped. Published only when every gate passes, as for CTC models (the
+export stage publishes).
 """
 
 from __future__ import annotations
@@ -112,10 +115,50 @@ def export(model, features, vocab, opts: dict[str, Any], tmp: Path, manifest: Pa
             f"{differ} of "
             f"{len(utts)}: {'passed' if parity[name]['passed'] else 'FAILED'}"
         )
+    variants = {"onnxruntime_fp32": "<graph>.onnx", "openvino_fp32": "openvino/<graph>/model.xml"}
     for name in opts["reduced_precision"] or []:
-        parity[name] = {"passed": True, "skipped": "reduced-precision variants are exported for CTC models only"}
-    doc = {
-        "graphs": "see rnnt_export.json (inputs/outputs, shapes)",
-        "variants": {"onnxruntime_fp32": "<graph>.onnx", "openvino_fp32": "openvino/<graph>/model.xml"},
-    }
+        if name == "openvino_int8" and model.encoder.streaming:
+            parity[name] = int8_gate(model, features, vocab, tmp, utts, refs, opts)
+            variants[name] = "openvino_int8/<graph>/model.xml (int8 weights, fixed-length encoder chunks)"
+        else:
+            why = "int8 graphs need a streaming (LSTM) encoder" if name == "openvino_int8" else "CTC models only"
+            parity[name] = {"passed": True, "skipped": f"{name}: {why}"}
+    doc = {"graphs": "see rnnt_export.json (inputs/outputs, shapes)", "variants": variants}
     return parity, doc
+
+
+def int8_gate(model, features, vocab, tmp: Path, utts, refs, opts: dict[str, Any]) -> dict[str, Any]:
+    """Export the int8 graphs into ``tmp`` and compare their streamed WER with PyTorch's."""
+    from asr_core.decoding.metrics import corpus_errors
+    from asr_core.decoding.rnnt_stream import DEFAULT_CHUNK_FRAMES, StreamingTranscriber, stream_file
+    from asr_core.export.rnnt_int8 import export_int8
+    from asr_core.export.rnnt_runtime import load_backend
+
+    t0 = time.perf_counter()
+    export_int8(
+        model, tmp, feature_dim=features.feature_dim, chunk_frames=DEFAULT_CHUNK_FRAMES, opset=int(opts["opset"])
+    )
+    st = StreamingTranscriber(load_backend(tmp, "openvino_int8", threads=int(opts["threads"])), features, vocab)
+    texts = [
+        (text, vocab.decode(ids), list(stream_file(st, w))[-1].text) for (_, text, w), (_, _, ids) in zip(utts, refs)
+    ]
+    wer_torch = corpus_errors((r, h) for r, h, _ in texts)["wer"] if texts else 0.0
+    wer = corpus_errors((r, h) for r, _, h in texts)["wer"] if texts else 0.0
+    tol = float(opts["wer_tolerance"])
+    result = {
+        "passed": abs(wer - wer_torch) <= tol,
+        "gate": "wer",
+        "wer": wer,
+        "wer_torch": wer_torch,
+        "wer_change": wer - wer_torch,
+        "wer_tolerance": tol,
+        "transcripts_differ": sum(a != b for _, a, b in texts),
+        "utterances": len(texts),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    print(
+        f"export: openvino_int8: streamed WER {100 * wer:.2f}% (PyTorch {100 * wer_torch:.2f}%), "
+        f"{result['transcripts_differ']} of {len(texts)} transcripts differ: "
+        f"{'passed' if result['passed'] else 'FAILED'}"
+    )
+    return result

@@ -25,7 +25,10 @@ def make_backend(args, model, export_dir: Path):
         return TorchBackend(model)
     from asr_core.export.rnnt_runtime import load_backend
 
-    return load_backend(export_dir, args.backend, threads=getattr(args, "threads", None))
+    name = args.backend
+    if name == "openvino" and getattr(args, "precision", "fp32") in ("bf16", "int8"):
+        name = f"openvino_{args.precision}"  # the bf16 hint, or the int8-weight graphs (openvino_int8/)
+    return load_backend(export_dir, name, threads=getattr(args, "threads", None))
 
 
 def add_transcribe_args(p) -> None:

@@ -55,6 +55,13 @@ def test_export_stage_writes_three_graphs_and_passes_its_gates(exported):
     for g in ("encoder", "predictor", "joint"):
         assert (out / f"{g}.onnx").is_file() and (out / "openvino" / g / "model.xml").is_file()
     assert (out / "rnnt_export.json").is_file() and (out / "export.json").is_file()
+    int8 = report["backends"]["openvino_int8"]  # int8 weights: gated on the streamed WER
+    assert int8["gate"] == "wer" and int8["passed"] and int8["utterances"] == 3, int8
+    assert abs(int8["wer"] - int8["wer_torch"]) <= report["wer_tolerance"]
+    assert (out / "openvino_int8" / "encoder" / "model.xml").is_file()
+    assert "openvino_int8" in json.loads((out / "export.json").read_text())["variants"]
+    for name in ("openvino_bf16", "openvino_fp16w"):
+        assert "CTC models only" in report["backends"][name]["skipped"]
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
@@ -150,5 +157,5 @@ def test_openvino_bf16_backend_streams_in_reduced_precision(exported):
         wave = torch.from_numpy(sf.read(corpus / row["audio_filepath"], dtype="float32")[0])
         texts.append(list(stream_file(st, wave, 1234))[-1].text)
     assert len(texts) >= 2 and all(isinstance(t, str) for t in texts)
-    with pytest.raises(ValueError, match="openvino_bf16"):
-        load_backend(out, "openvino_int8")
+    with pytest.raises(ValueError, match="openvino_int8"):
+        load_backend(out, "openvino_int3")
