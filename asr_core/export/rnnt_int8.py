@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from asr_core.export.rnnt_onnx import (
     graph_io,
     graph_modules,
     predictor_kind,
+    trace_graph,
 )
 from asr_core.export.rnnt_onnx import examples as trace_examples
 from asr_core.export.to_openvino import export_openvino
@@ -141,19 +141,7 @@ def export_int8(
             dynamic = STATELESS_PREDICTOR_DYNAMIC if name == "predictor" and kind == "stateless" else DYNAMIC[name]
             if name == "encoder":  # the chunk's length is fixed: the loop over it is unrolled
                 dynamic = {k: {a: n for a, n in v.items() if n == "batch"} for k, v in dynamic.items()}
-            onnx_path = Path(tmp) / f"{name}.onnx"
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    mods[name],
-                    ex[name],
-                    str(onnx_path),
-                    dynamo=False,
-                    opset_version=opset,
-                    input_names=list(inputs),
-                    output_names=list(outputs),
-                    dynamic_axes=dynamic,
-                )
+            onnx_path = trace_graph(mods[name], ex[name], Path(tmp) / f"{name}.onnx", (inputs, outputs), dynamic, opset)
             paths[name] = export_openvino(onnx_path, Path(out_dir) / FOLDER / name, transform=compress_int8)
     meta = {"chunk_frames": chunk_frames, "compression": COMPRESSION, "nncf": _nncf_version()}
     paths["meta"] = atomic_write_json(Path(out_dir) / FOLDER / META, meta)

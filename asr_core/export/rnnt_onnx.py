@@ -163,13 +163,33 @@ OFFLINE_ENCODER_DYNAMIC = {
 }
 
 
+def trace_graph(module, example, path: Path, io: tuple, dynamic: dict, opset: int) -> Path:
+    """One graph to ``path`` with the TorchScript exporter (written atomically, then checked)."""
+    import onnx
+
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)  # LSTM batch_first notes
+        torch.onnx.export(
+            module,
+            example,
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(io[0]),
+            output_names=list(io[1]),
+            dynamic_axes=dynamic,
+        )
+    onnx.checker.check_model(str(path))
+    return path
+
+
 def export_rnnt(
     model, out_dir: str | os.PathLike, *, feature_dim: int, opset: int = 17, openvino: bool = True
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<graph>.onnx`` (and ``openvino/<graph>/model.xml``); returns the paths by name.
     ``feature_dim``: the mel bins the front end gives (N)."""
-    import onnx
-
     out_dir = Path(out_dir)
     model = model.eval().cpu()
     streaming, predictor = model.encoder.streaming, predictor_kind(model)
@@ -183,21 +203,7 @@ def export_rnnt(
             dynamic = OFFLINE_ENCODER_DYNAMIC
         elif name == "predictor" and predictor == "stateless":
             dynamic = STATELESS_PREDICTOR_DYNAMIC
-        with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", category=UserWarning)  # LSTM batch_first notes
-            torch.onnx.export(
-                mods[name],
-                ex[name],
-                str(tmp),
-                dynamo=False,
-                opset_version=opset,
-                input_names=list(inputs),
-                output_names=list(outputs),
-                dynamic_axes=dynamic,
-            )
-        onnx.checker.check_model(str(path))
+        trace_graph(mods[name], ex[name], path, (inputs, outputs), dynamic, opset)
         paths[name] = path
         if openvino:
             paths[f"openvino/{name}"] = export_openvino(path, out_dir / "openvino" / name)

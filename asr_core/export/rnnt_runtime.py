@@ -164,10 +164,11 @@ class OpenVINOInt8Backend(OpenVINOBackend):
     def __init__(self, export_dir: str | os.PathLike, threads: int | None = None) -> None:
         meta_path = Path(export_dir) / INT8_FOLDER / INT8_META
         if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path} not found: no int8 graphs in this export (export.transducer.int8)")
+            raise FileNotFoundError(
+                f"{meta_path} not found: no int8 graphs in this export (export.reduced_precision: openvino_int8)"
+            )
         self.chunk = int(json.loads(meta_path.read_text(encoding="utf-8"))["chunk_frames"])
         super().__init__(export_dir, threads, precision="f32", folder=INT8_FOLDER)
-        self.name = "openvino_int8"
 
     def encode(self, s, s_lens, state):
         n, k = s.size(1), self.chunk
