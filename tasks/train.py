@@ -374,6 +374,10 @@ def _fit(config: dict[str, Any], ray_cfg: dict[str, Any], name: str) -> dict[str
         from tasks.lifecycle import handle_signals
 
         handle_signals()  # ray.init replaced the stage's SIGTERM handler with its own sys.exit(1)
+    # Ray Tune (under Ray Train's fit) would take Ctrl-C for a graceful stop of the trial, which can let
+    # the stage end FINISHED: leave SIGINT to Python, so the stage stops KILLED with its checkpoint
+    # (tasks/lifecycle.py).
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     try:
         trainer_cls = _LocalTorchTrainer(TorchTrainer) if started and not ray_cfg["address"] else TorchTrainer
         trainer = trainer_cls(

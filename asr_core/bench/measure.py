@@ -24,14 +24,34 @@ def latency_stats(seconds: list[float] | np.ndarray) -> dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
-def _vm_hwm_mb() -> float | None:
+def _proc_status_mb(field: str) -> float | None:
+    """A ``kB`` field of ``/proc/self/status`` (``VmHWM``, ``VmRSS``) in MiB; None where absent."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     return None
+
+
+def _vm_hwm_mb() -> float | None:
+    return _proc_status_mb("VmHWM")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current resident set; True only where the reset took effect.
+
+    Some kernels (sandboxes such as gVisor among them) accept the write to ``clear_refs`` and
+    ignore it, so the peak is read back: a reset peak is within a few MiB of ``VmRSS``.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    hwm, rss = _vm_hwm_mb(), _proc_status_mb("VmRSS")
+    return hwm is not None and rss is not None and hwm - rss < 4.0
 
 
 class PeakMemory:
@@ -39,7 +59,8 @@ class PeakMemory:
 
     CUDA: ``torch.cuda.max_memory_allocated`` (reset on entry). CPU: the process's peak
     resident set (``VmHWM``), reset on entry through ``/proc/self/clear_refs`` (Linux >= 4.0);
-    where that cannot be reset, the lifetime peak (``kind`` says which).
+    where that cannot be reset (or the kernel ignores the reset), the lifetime peak (``kind``
+    says which).
     """
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
@@ -53,12 +74,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.kind = "cuda_max_allocated"
         else:
-            self.kind = "process_peak_rss"
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-            except OSError:
-                self.kind = "process_lifetime_peak_rss"
+            self.kind = "process_peak_rss" if _reset_peak_rss() else "process_lifetime_peak_rss"
         return self
 
     def __exit__(self, *exc) -> None:

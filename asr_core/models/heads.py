@@ -42,8 +42,18 @@ class TransducerHeadConfig(EncoderConfig):
     # > 0 adds a CTC head on the encoder (Linear(D -> V), blank 0) whose loss, times this weight,
     # is added in training only (not in edgedict).
     ctc_weight: float = 0.0
+    # > 0: the pruned transducer loss (asr_core/models/rnnt/pruned_loss.py) with this many nodes
+    # per frame, plus simple_loss_scale x the simple joint's loss (two training-only Linear layers
+    # to V); 0: the full loss over every (t, u) node.
+    prune_range: int = 0
+    simple_loss_scale: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.prune_range < 0 or self.prune_range == 1:
+            raise ValueError(f"model.head_config.prune_range must be 0 (the full loss) or >= 2 (a window of 1 "
+                             f"node cannot emit a token), got {self.prune_range}")
+        if self.simple_loss_scale < 0:
+            raise ValueError(f"model.head_config.simple_loss_scale must be >= 0, got {self.simple_loss_scale}")
         for name in ("embed_dim", "pred_hidden", "pred_layers", "pred_proj", "joint_dim", "context_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.head_config.{name} must be >= 1, got {getattr(self, name)}")
@@ -86,4 +96,8 @@ def attach_head(kind: str, encoder: Encoder, num_outputs: int, cfg: TransducerHe
     pred = (StatelessPredictor if cfg.predictor == "stateless" else Predictor)(cfg, num_outputs)
     joint = Joint(encoder.output_dim, cfg.pred_proj, cfg.joint_dim, num_outputs)
     ctc = nn.Linear(encoder.output_dim, num_outputs) if cfg.ctc_weight > 0 else None  # last: the rest inits alike
-    return Transducer(encoder, pred, joint, ctc_head=ctc, ctc_weight=cfg.ctc_weight)
+    simple = None
+    if cfg.prune_range > 0:
+        simple = (nn.Linear(encoder.output_dim, num_outputs), nn.Linear(cfg.pred_proj, num_outputs))
+    return Transducer(encoder, pred, joint, ctc_head=ctc, ctc_weight=cfg.ctc_weight, simple_joint=simple,
+                      prune_range=cfg.prune_range, simple_loss_scale=cfg.simple_loss_scale)

@@ -26,3 +26,11 @@ class Joint(nn.Module):
     def lattice(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """f (B, T, D), g (B, U + 1, P) -> logits (B, T, U + 1, V)."""
         return self(f[:, :, None, :], g[:, None, :, :])
+
+    def pruned(self, f: torch.Tensor, g: torch.Tensor, starts: torch.Tensor, s: int) -> torch.Tensor:
+        """f (B, T, D), g (B, U + 1, P), window starts (B, T) -> logits (B, T, s, V) of nodes
+        (t, starts[b, t] + k), k < s (the pruned loss)."""
+        b, t_max = starts.shape
+        idx = (starts[..., None] + torch.arange(s, device=starts.device)).flatten(1)  # (B, T * s)
+        g_nodes = g.gather(1, idx[..., None].expand(-1, -1, g.size(2))).view(b, t_max, s, g.size(2))
+        return self(f[:, :, None, :], g_nodes)

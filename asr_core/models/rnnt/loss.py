@@ -28,9 +28,23 @@ def lattice_rnnt_loss(logits: torch.Tensor, logit_lens: torch.Tensor, targets: t
     b, t_max, u1, _ = logits.shape
     logits = logits.float()
     lse = torch.logsumexp(logits, dim=-1)  # (B, T, U + 1)
-    blank_lp = (logits[..., blank] - lse).double()
+    blank_lp = logits[..., blank] - lse
     idx = targets.long()[:, None, :, None].expand(b, t_max, u1 - 1, 1)
-    y_lp = (logits[:, :, :-1].gather(3, idx).squeeze(3) - lse[:, :, :-1]).double()  # (B, T, U)
+    y_lp = logits[:, :, :-1].gather(3, idx).squeeze(3) - lse[:, :, :-1]  # (B, T, U)
+    return lattice_nll(blank_lp, y_lp, logit_lens, target_lens)
+
+
+def lattice_nll(blank_lp: torch.Tensor, y_lp: torch.Tensor, logit_lens: torch.Tensor,
+                target_lens: torch.Tensor) -> torch.Tensor:
+    """-log P(y | x) from the lattice's arc log-probabilities -> (B,) fp32.
+
+    ``blank_lp`` (B, T, U + 1): the blank at node (t, u); ``y_lp`` (B, T, U): the token y[u] at (t, u).
+    Nodes outside what an utterance may use need no masking (its loss reads alpha at its own last
+    frame and target count); a lattice restricted to some nodes gives the others a large negative
+    log-probability (the pruned loss does).
+    """
+    b, t_max, _ = blank_lp.shape
+    blank_lp, y_lp = blank_lp.double(), y_lp.double()
     c = torch.cat([y_lp.new_zeros(b, t_max, 1), y_lp.cumsum(dim=2)], dim=2)  # (B, T, U + 1)
     alpha = c[:, 0]
     alphas = [alpha]
@@ -39,7 +53,7 @@ def lattice_rnnt_loss(logits: torch.Tensor, logit_lens: torch.Tensor, targets: t
         alpha = ct + torch.logcumsumexp(alpha + blank_lp[:, t - 1] - ct, dim=1)
         alphas.append(alpha)
     last_t = (logit_lens.long() - 1).clamp(min=0)
-    rows = torch.arange(b, device=logits.device)
+    rows = torch.arange(b, device=blank_lp.device)
     u = target_lens.long()
     final = torch.stack(alphas, dim=1)[rows, last_t, u] + blank_lp[rows, last_t, u]
     return (-final).float()

@@ -12,8 +12,9 @@ from asr_core.models.encoder import Encoder
 from asr_core.models.rnnt.config import RNNTConfig
 from asr_core.models.rnnt.encoder import RNNTEncoder
 from asr_core.models.rnnt.joint import Joint
-from asr_core.models.rnnt.loss import rnnt_loss
+from asr_core.models.rnnt.loss import lattice_nll, rnnt_loss
 from asr_core.models.rnnt.predictor import Predictor
+from asr_core.models.rnnt.pruned_loss import node_occupancy, prune_ranges, pruned_nll, simple_lattice
 
 
 class Transducer(nn.Module):
@@ -29,11 +30,19 @@ class Transducer(nn.Module):
         blank: int = 0,
         ctc_head: nn.Linear | None = None,
         ctc_weight: float = 0.0,
+        simple_joint: tuple[nn.Linear, nn.Linear] | None = None,
+        prune_range: int = 0,
+        simple_loss_scale: float = 0.5,
     ) -> None:
         super().__init__()
         self.encoder, self.predictor, self.joint, self.blank = encoder, predictor, joint, blank
         self.num_outputs = joint.fc2.out_features
         self.ctc_head, self.ctc_weight = ctc_head, ctc_weight  # training aid only: decoding never reads it
+        # The pruned loss's simple joint (encoder -> V, prediction -> V): training only, like the CTC head.
+        if (simple_joint is None) != (prune_range == 0):
+            raise ValueError("a pruned loss (prune_range > 0) needs the simple joint, and only it")
+        self.simple_am, self.simple_lm = simple_joint if simple_joint is not None else (None, None)
+        self.prune_range, self.simple_loss_scale = prune_range, simple_loss_scale
 
     def _encode(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder frames cut to the longest valid length: the loss wants T = max(f_lens), and a front
@@ -60,7 +69,12 @@ class Transducer(nn.Module):
         f, f_lens = self._encode(x, x_lens)
         g = self.predictor(y)
         with torch.autocast(f.device.type, enabled=False):
-            loss = rnnt_loss(self.joint.lattice(f.float(), g.float()), f_lens, y, y_lens, self.blank, reduction)
+            f, g = f.float(), g.float()
+            if self.prune_range > 0:
+                loss = self._pruned_loss(f, f_lens, g, y, y_lens)
+                loss = loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+            else:
+                loss = rnnt_loss(self.joint.lattice(f, g), f_lens, y, y_lens, self.blank, reduction)
             if self.ctc_head is not None and self.ctc_weight > 0:
                 lp = torch.log_softmax(self.ctc_head(f.float()), dim=-1).transpose(0, 1)  # (T, B, V)
                 ctc = nn.functional.ctc_loss(
@@ -69,6 +83,16 @@ class Transducer(nn.Module):
                 ctc = ctc.mean() if reduction == "mean" else ctc.sum() if reduction == "sum" else ctc
                 loss = loss + self.ctc_weight * ctc
         return loss
+
+    def _pruned_loss(self, f: torch.Tensor, f_lens: torch.Tensor, g: torch.Tensor, y: torch.Tensor,
+                     y_lens: torch.Tensor) -> torch.Tensor:
+        """Per utterance: the pruned loss plus ``simple_loss_scale`` x the simple joint's (see pruned_loss)."""
+        blank_lp, y_lp = simple_lattice(self.simple_am(f), self.simple_lm(g), y, self.blank)
+        simple = lattice_nll(blank_lp, y_lp, f_lens, y_lens)
+        s = min(self.prune_range, g.size(1))
+        starts = prune_ranges(node_occupancy(blank_lp, y_lp, f_lens, y_lens), f_lens, y_lens, s)
+        pruned = pruned_nll(self.joint.pruned(f, g, starts, s), starts, f_lens, y, y_lens, self.blank)
+        return pruned + self.simple_loss_scale * simple
 
 
 def rnnt_model(cfg: RNNTConfig, num_outputs: int) -> Transducer:
