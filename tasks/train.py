@@ -330,8 +330,14 @@ def worker_config(
     return config, ray_cfg, name
 
 
-def _LocalTorchTrainer(base: type) -> type:
-    """``TorchTrainer`` without Ray's PlacementGroupCleaner, for the local Ray we start and stop here.
+def _trainer_class(base: type, local: bool) -> type:
+    """``TorchTrainer`` that leaves Ctrl-C to the stage; for a local Ray, also without the
+    PlacementGroupCleaner.
+
+    Ray Train's ``fit`` installs a SIGINT handler that asks its controller for a graceful abort and
+    then returns (or exits) however the run happened to end, so a Ctrl-C'd stage could close its
+    MLflow run FINISHED or FAILED. Without it SIGINT raises ``KeyboardInterrupt`` here, and the stage
+    stops KILLED with its last checkpoint (tasks/lifecycle.py, tasks/tracking.py).
 
     The cleaner removes a placement group if a Train controller dies without doing so, on a
     long-lived cluster; it asks the State API once a second, which needs the dashboard that a
@@ -340,13 +346,17 @@ def _LocalTorchTrainer(base: type) -> type:
     switch for it: the callback list is filtered by class name.)
     """
 
-    class LocalTorchTrainer(base):
-        def _create_default_callbacks(self):
-            return [
-                c for c in super()._create_default_callbacks() if type(c).__name__ != "PlacementGroupCleanerCallback"
-            ]
+    class StageTorchTrainer(base):
+        def _register_sigint_handler(self, controller) -> None:
+            pass
 
-    return LocalTorchTrainer
+        def _create_default_callbacks(self):
+            callbacks = super()._create_default_callbacks()
+            if not local:
+                return callbacks
+            return [c for c in callbacks if type(c).__name__ != "PlacementGroupCleanerCallback"]
+
+    return StageTorchTrainer
 
 
 def _fit(config: dict[str, Any], ray_cfg: dict[str, Any], name: str) -> dict[str, Any]:
@@ -374,12 +384,8 @@ def _fit(config: dict[str, Any], ray_cfg: dict[str, Any], name: str) -> dict[str
         from tasks.lifecycle import handle_signals
 
         handle_signals()  # ray.init replaced the stage's SIGTERM handler with its own sys.exit(1)
-    # Ray Tune (under Ray Train's fit) would take Ctrl-C for a graceful stop of the trial, which can let
-    # the stage end FINISHED: leave SIGINT to Python, so the stage stops KILLED with its checkpoint
-    # (tasks/lifecycle.py).
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     try:
-        trainer_cls = _LocalTorchTrainer(TorchTrainer) if started and not ray_cfg["address"] else TorchTrainer
+        trainer_cls = _trainer_class(TorchTrainer, local=started and not ray_cfg["address"])
         trainer = trainer_cls(
             train_loop_per_worker,
             train_loop_config=config,
@@ -391,7 +397,10 @@ def _fit(config: dict[str, Any], ray_cfg: dict[str, Any], name: str) -> dict[str
         result = trainer.fit()
     finally:
         if started:
-            ray.shutdown()
+            # after Ctrl-C to the process group Ray's own processes may be gone already: the stop
+            # (KeyboardInterrupt) is what this stage reports, not a failed shutdown
+            with contextlib.suppress(Exception):
+                ray.shutdown()
     if not isinstance(result.return_value, dict):
         raise RuntimeError(f"Ray Train returned no summary from rank 0 (got {result.return_value!r})")
     return result.return_value

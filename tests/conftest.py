@@ -48,6 +48,20 @@ def _default_sigchld():
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
+@pytest.fixture(autouse=True)
+def _default_sigint():
+    """Give SIGINT back Python's handler after each test.
+
+    A library can leave SIGINT ignored in the test process (Ray and Prefect install handlers of
+    their own); an ignored signal stays ignored in every child process, so a later test's
+    ``dvc repro`` and its stage would not see a Ctrl-C at all.
+    """
+    yield
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def ov_bf16() -> bool:
     """Whether OpenVINO runs bf16 on this CPU (AVX512-BF16 or AMX); without it the bf16 runners

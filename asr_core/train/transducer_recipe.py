@@ -12,8 +12,9 @@ optimizer and ``model.pt``. The transducer parts:
 - features: the family's front end (``rnnt``: 80 mels, n_fft 512, no CMVN, streaming-exact);
   the same per-batch seeded dither and SpecAugment and per-utterance trim and speed
   perturbation as every recipe (edgedict: 1 freq mask <= 5, 2 time masks <= 50);
-- loss: torchaudio ``rnnt_loss`` on the fp32 lattice (the encoder may run under autocast),
-  mean over utterances, plus ``head_config.ctc_weight`` x CTC on the encoder when set;
+- loss: the transducer loss on the fp32 lattice (``asr_core.models.rnnt.loss``; pruned to
+  ``head_config.prune_range`` nodes a frame when set, ``asr_core.models.rnnt.pruned_loss``; the
+  encoder may run under autocast), plus ``head_config.ctc_weight`` x CTC on the encoder when set;
 - optimizer: edgedict's Adam lr 5e-4, 10k warm-up steps, plateau halving on the dev WER
   (``schedule: {name: plateau, ...}``); any optimizer/schedule of ``asr_core.train`` works;
 - evaluate: greedy decoding (``decoding.max_symbols``) of the dev manifest (its first N rows),

@@ -61,6 +61,8 @@ def _repro_until_checkpoint(repo: Path, env: dict[str, str]) -> tuple[subprocess
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        # as from a terminal: Ctrl-C not ignored, whatever this test process inherited
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     ckpts = repo / "checkpoints" / "quartznet_tiny"
     deadline = time.monotonic() + 240
