@@ -35,10 +35,6 @@ def _proc_status_mb(field: str) -> float | None:
     return None
 
 
-def _vm_hwm_mb() -> float | None:
-    return _proc_status_mb("VmHWM")
-
-
 def _reset_peak_rss() -> bool:
     """Reset ``VmHWM`` to the current resident set; True only where the reset took effect.
 
@@ -50,7 +46,7 @@ def _reset_peak_rss() -> bool:
             f.write("5")
     except OSError:
         return False
-    hwm, rss = _vm_hwm_mb(), _proc_status_mb("VmRSS")
+    hwm, rss = _proc_status_mb("VmHWM"), _proc_status_mb("VmRSS")
     return hwm is not None and rss is not None and hwm - rss < 4.0
 
 
@@ -82,7 +78,7 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
         else:
-            self.mb = _vm_hwm_mb()
+            self.mb = _proc_status_mb("VmHWM")
             if self.mb is None:
                 import resource
 

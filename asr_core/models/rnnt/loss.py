@@ -66,10 +66,15 @@ def rnnt_loss(logits: torch.Tensor, logit_lens: torch.Tensor, targets: torch.Ten
     ``reduction``: ``mean`` (over utterances; what the engine wants), ``sum`` or ``none``.
     """
     assert logits.ndim == 4 and logits.size(2) == targets.size(1) + 1, (logits.shape, targets.shape)
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be mean, sum or none, got {reduction!r}")
+    reduce_losses(logits.new_zeros(0), reduction)  # a bad reduction fails before any work
     if logits.is_cuda:
         return torchaudio.functional.rnnt_loss(
             logits.float(), targets.int(), logit_lens.int(), target_lens.int(), blank=blank, reduction=reduction)
-    loss = lattice_rnnt_loss(logits, logit_lens, targets, target_lens, blank)
-    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+    return reduce_losses(lattice_rnnt_loss(logits, logit_lens, targets, target_lens, blank), reduction)
+
+
+def reduce_losses(losses: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Per-utterance losses (B,) -> ``mean`` (over utterances), ``sum``, or ``none`` (as they are)."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be mean, sum or none, got {reduction!r}")
+    return losses.mean() if reduction == "mean" else losses.sum() if reduction == "sum" else losses

@@ -12,7 +12,7 @@ from asr_core.models.encoder import Encoder
 from asr_core.models.rnnt.config import RNNTConfig
 from asr_core.models.rnnt.encoder import RNNTEncoder
 from asr_core.models.rnnt.joint import Joint
-from asr_core.models.rnnt.loss import lattice_nll, rnnt_loss
+from asr_core.models.rnnt.loss import lattice_nll, reduce_losses, rnnt_loss
 from asr_core.models.rnnt.predictor import Predictor
 from asr_core.models.rnnt.pruned_loss import node_occupancy, prune_ranges, pruned_nll, simple_lattice
 
@@ -72,17 +72,15 @@ class Transducer(nn.Module):
             f, g = f.float(), g.float()
             if self.prune_range > 0:
                 loss = self._pruned_loss(f, f_lens, g, y, y_lens)
-                loss = loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
             else:
-                loss = rnnt_loss(self.joint.lattice(f, g), f_lens, y, y_lens, self.blank, reduction)
+                loss = rnnt_loss(self.joint.lattice(f, g), f_lens, y, y_lens, self.blank, "none")
             if self.ctc_head is not None and self.ctc_weight > 0:
-                lp = torch.log_softmax(self.ctc_head(f.float()), dim=-1).transpose(0, 1)  # (T, B, V)
+                lp = torch.log_softmax(self.ctc_head(f), dim=-1).transpose(0, 1)  # (T, B, V)
                 ctc = nn.functional.ctc_loss(
                     lp, y, f_lens, y_lens, blank=self.blank, reduction="none", zero_infinity=True
                 )
-                ctc = ctc.mean() if reduction == "mean" else ctc.sum() if reduction == "sum" else ctc
                 loss = loss + self.ctc_weight * ctc
-        return loss
+        return reduce_losses(loss, reduction)
 
     def _pruned_loss(self, f: torch.Tensor, f_lens: torch.Tensor, g: torch.Tensor, y: torch.Tensor,
                      y_lens: torch.Tensor) -> torch.Tensor:
