@@ -25,7 +25,8 @@ from torch import nn
 from asr_core.data.dataset import BadUtterance
 
 
-def collate_batch(items: Sequence[dict[str, Any] | BadUtterance | None], pad_id: int = 0) -> dict[str, Any]:
+def _partition(items: Sequence[dict[str, Any] | BadUtterance | None]) -> tuple[list[dict], list[tuple]]:
+    """(usable items, ``(utt_id, reason)`` of the dropped ones)."""
     kept: list[dict[str, Any]] = []
     skipped: list[tuple[str | None, str]] = []
     for item in items:
@@ -35,17 +36,27 @@ def collate_batch(items: Sequence[dict[str, Any] | BadUtterance | None], pad_id:
             skipped.append((item.utt_id, f"{item.reason} ({item.path})"))
         else:
             kept.append(item)
+    return kept, skipped
 
+
+def _pad_tokens(kept: list[dict[str, Any]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    token_lens = torch.tensor([len(it["tokens"]) for it in kept], dtype=torch.long)
+    tokens = torch.full((len(kept), int(token_lens.max()) if kept else 0), pad_id, dtype=torch.long)
+    for i, it in enumerate(kept):
+        tokens[i, : len(it["tokens"])] = it["tokens"]
+    return tokens, token_lens
+
+
+def collate_batch(items: Sequence[dict[str, Any] | BadUtterance | None], pad_id: int = 0) -> dict[str, Any]:
+    kept, skipped = _partition(items)
     n = len(kept)
     wave_lens = torch.tensor([len(it["wave"]) for it in kept], dtype=torch.long)
-    token_lens = torch.tensor([len(it["tokens"]) for it in kept], dtype=torch.long)
     waves = torch.zeros(n, int(wave_lens.max()) if n else 0, dtype=torch.float32)
-    tokens = torch.full((n, int(token_lens.max()) if n else 0), pad_id, dtype=torch.long)
     for i, it in enumerate(kept):
-        w, y = it["wave"], it["tokens"]
+        w = it["wave"]
         assert w.ndim == 1 and w.dtype == torch.float32, (it["utt_id"], w.dtype, tuple(w.shape))
         waves[i, : len(w)] = w
-        tokens[i, : len(y)] = y
+    tokens, token_lens = _pad_tokens(kept, pad_id)
     return {
         "waves": waves,
         "wave_lens": wave_lens,
@@ -54,6 +65,30 @@ def collate_batch(items: Sequence[dict[str, Any] | BadUtterance | None], pad_id:
         "utt_ids": [it["utt_id"] for it in kept],
         "durations": torch.tensor([it["duration"] for it in kept], dtype=torch.float32),
         "skipped": skipped,
+    }
+
+
+def collate_features(items: Sequence[dict[str, Any] | BadUtterance | None], pad_id: int = 0) -> dict[str, Any]:
+    """Items of precomputed features (:class:`~asr_core.data.feature_cache.FeatureCache`: ``feats``
+    (C, F), ``seconds``) -> a batch as :class:`FeatureCollate` makes it: ``feats`` (B, C, F_max) zero
+    padded (as the filterbank pads), ``feat_lens``, ``audio_seconds`` and :func:`collate_batch`'s keys
+    less the waveforms."""
+    kept, skipped = _partition(items)
+    feat_lens = torch.tensor([it["feats"].size(1) for it in kept], dtype=torch.long)
+    dim = kept[0]["feats"].size(0) if kept else 0
+    feats = torch.zeros(len(kept), dim, int(feat_lens.max()) if kept else 0, dtype=torch.float32)
+    for i, it in enumerate(kept):
+        feats[i, :, : it["feats"].size(1)] = it["feats"]
+    tokens, token_lens = _pad_tokens(kept, pad_id)
+    return {
+        "feats": feats,
+        "feat_lens": feat_lens,
+        "tokens": tokens,
+        "token_lens": token_lens,
+        "utt_ids": [it["utt_id"] for it in kept],
+        "durations": torch.tensor([it["duration"] for it in kept], dtype=torch.float32),
+        "skipped": skipped,
+        "audio_seconds": float(sum(it["seconds"] for it in kept)),
     }
 
 
@@ -73,6 +108,8 @@ class FeatureCollate:
     dither is added here, seeded). ``train``: dither and ``spec_augment``, drawn from a generator
     seeded by :func:`batch_seed`. ``keep_waves``: the padded waveforms too (``waves``, ``wave_lens``).
     The collate runs in the loader workers, so the features are computed off the training process.
+    ``cached``: the items already hold their features (a :class:`~asr_core.data.feature_cache.FeatureCache`
+    dataset): they are padded, and only SpecAugment is drawn here.
     """
 
     def __init__(
@@ -83,17 +120,22 @@ class FeatureCollate:
         seed: int = 0,
         dataset=None,
         keep_waves: bool = False,
+        cached: bool = False,
     ) -> None:
         from asr_core.features import SpecAugment
 
+        if cached and keep_waves:
+            raise ValueError("FeatureCollate: cached features carry no waveforms to keep")
         self.features = frontend.eval()
-        self.keep_waves = keep_waves
+        self.keep_waves, self.cached = keep_waves, cached
         self.dither = float(getattr(frontend.cfg, "dither", 0.0)) if train else 0.0
         self.specaug = SpecAugment(spec_augment).train() if (train and spec_augment is not None) else None
         self.sample_rate, self.seed, self.dataset = frontend.cfg.sample_rate, seed, dataset
 
     @torch.no_grad()
     def __call__(self, items) -> dict[str, Any]:
+        if self.cached:
+            return self._from_features(items)
         b = collate_batch(items)
         waves, wave_lens = b.pop("waves"), b.pop("wave_lens")
         if self.keep_waves:
@@ -114,4 +156,14 @@ class FeatureCollate:
             feats = torch.zeros(0, dim, 0) if dim is not None else torch.zeros(0, 0)
             feat_lens = torch.zeros(0, dtype=torch.long)
         b.update(feats=feats, feat_lens=feat_lens, audio_seconds=float(wave_lens.sum()) / self.sample_rate)
+        return b
+
+    def _from_features(self, items) -> dict[str, Any]:
+        b = collate_features(items)
+        if not b["feats"].size(0) and self.features.feature_dim is not None:
+            b["feats"] = torch.zeros(0, self.features.feature_dim, 0)
+        if b["feats"].size(0) and self.specaug is not None:
+            epoch = self.dataset.epoch if self.dataset is not None else 0
+            self.specaug.generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, b["utt_ids"]))
+            b["feats"] = self.specaug(b["feats"], b["feat_lens"])
         return b

@@ -368,6 +368,7 @@ def build_loader(
     pin_memory: bool | None = None,
     prefetch_factor: int | None = None,
     require_text: bool = True,
+    wrap_dataset: Callable[[AudioDataset], Dataset] | None = None,
 ) -> tuple[ResumableLoader, BucketingBatchSampler]:
     """Manifest -> (loader, sampler). Give exactly one of ``batch_size`` / ``max_batch_seconds``.
 
@@ -376,6 +377,8 @@ def build_loader(
     ``pin_memory`` defaults to on only when CUDA is available. Workers run one torch thread each
     and their global numpy/random seeds follow torch's per-worker seed (from a generator seeded
     with ``seed``); reproducible augmentation comes from the per-item rng, not from those.
+    ``wrap_dataset``: the loader reads ``wrap_dataset(dataset)`` instead (e.g. a
+    :class:`~asr_core.data.feature_cache.FeatureCache`; it keeps the dataset's ``set_epoch``).
     """
     from asr_core.data.collate import collate_batch
 
@@ -389,6 +392,8 @@ def build_loader(
             f"widen train.data.min_duration / max_duration"
         )
     dataset = AudioDataset(manifest, tokenize, wave_transform=wave_transform, sample_rate=sample_rate, seed=seed)
+    if wrap_dataset is not None:
+        dataset = wrap_dataset(dataset)
     sampler = BucketingBatchSampler(
         manifest.durations,
         batch_size=batch_size,

@@ -5,11 +5,14 @@ Per utterance, in the loader workers (``wave_transform``, seeded per (seed, epoc
 trim and speed perturbation. Per batch, in the workers too
 (:class:`~asr_core.data.collate.FeatureCollate`): padding, dither, the front end's features and
 SpecAugment, drawn from a generator seeded by (seed, epoch, the batch's utterance ids), so a
-batch gets the same augmentation whatever the number of workers and after a resume.
+batch gets the same augmentation whatever the number of workers and after a resume. With
+``data.cache_features`` the features of each utterance are computed once and kept
+(:mod:`asr_core.data.feature_cache`); only SpecAugment is then drawn per batch.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -19,6 +22,7 @@ from torch import nn
 
 from asr_core.data.collate import FeatureCollate
 from asr_core.data.dataset import Manifest, build_loader
+from asr_core.data.feature_cache import FeatureCache
 from asr_core.data.loaders import eval_loader, load_manifest
 from asr_core.features import (
     SpecAugmentConfig,
@@ -56,6 +60,11 @@ def train_loader(d: Any, a: Any, encode, frontend: nn.Module, *, seed: int, worl
     speed = SpeedPerturbConfig.from_dict(a.speed_perturb) if a.speed_perturb is not None else None
     trim = TrimSilenceConfig.from_dict(a.trim_silence) if a.trim_silence is not None else None
     spec = SpecAugmentConfig.from_dict(a.spec_augment) if a.spec_augment is not None else None
+    cache = None
+    if d.cache_features:
+        check_feature_cache(d, a)
+        dither = float(getattr(frontend.cfg, "dither", 0.0))
+        cache = functools.partial(FeatureCache, frontend=frontend, dither=dither, seed=seed)
     loader, sampler = build_loader(
         d.train_manifest,
         encode,
@@ -72,10 +81,27 @@ def train_loader(d: Any, a: Any, encode, frontend: nn.Module, *, seed: int, worl
         wave_transform=WaveAugment(frontend.cfg.sample_rate, speed, trim) if (speed or trim) else None,
         sample_rate=frontend.cfg.sample_rate,
         persistent_workers=d.num_workers > 0,
+        wrap_dataset=cache,
     )
     # features are computed in the workers: swap build_loader's plain collate for one that does it
-    loader.collate_fn = FeatureCollate(frontend, spec, train=True, seed=seed, dataset=loader.dataset)
+    loader.collate_fn = FeatureCollate(
+        frontend, spec, train=True, seed=seed, dataset=loader.dataset, cached=cache is not None
+    )
     return loader, sampler
+
+
+def check_feature_cache(d: Any, a: Any) -> None:
+    """``data.cache_features`` needs features that are the same every epoch, held in one process."""
+    if a.speed_perturb is not None:
+        raise ValueError(
+            "data.cache_features: the features are computed once per utterance, but augment.speed_perturb "
+            "draws a new speed every epoch; set augment.speed_perturb: null or data.cache_features: false"
+        )
+    if d.num_workers != 0:
+        raise ValueError(
+            f"data.cache_features: the cache lives in the training process, but data.num_workers is "
+            f"{d.num_workers} (each loader process would hold a copy); set data.num_workers: 0"
+        )
 
 
 def dev_manifest(d: Any) -> Manifest:

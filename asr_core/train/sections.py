@@ -54,6 +54,9 @@ class DataParams:
     max_batch_seconds: float | None = 160.0
     num_buckets: int = 10
     num_workers: int = 1
+    # Keep each training utterance's features in memory after its first epoch (asr_core.data.feature_cache):
+    # needs num_workers 0 and no speed perturbation; the dither is then drawn once per utterance.
+    cache_features: bool = False
     min_duration: float | None = None
     max_duration: float | None = MAX_TRAIN_DURATION
     loader: str = "torch"  # evaluation features: torch | dali (CTC filterbank models)

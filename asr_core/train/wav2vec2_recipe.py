@@ -135,6 +135,8 @@ class Wav2Vec2RecipeConfig:
         ScheduleConfig.from_dict(cfg.optim.schedule)
         if cfg.data.loader != "torch":
             raise ValueError(f"data.loader: wav2vec 2.0 reads waveforms with the torch loader, got {cfg.data.loader!r}")
+        if cfg.data.cache_features:
+            raise ValueError("data.cache_features: wav2vec 2.0 reads raw waveforms; there are no features to cache")
         if cfg.model.freeze_encoder_updates < 0:
             raise ValueError(f"model.freeze_encoder_updates must be >= 0, got {cfg.model.freeze_encoder_updates}")
         return cfg
