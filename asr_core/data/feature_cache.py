@@ -2,8 +2,9 @@
 
 Reading and decoding the audio, trimming its silence and computing the filterbank cost about a
 third of a transducer step on 2 cores (57 of ~185 ms for a 28-second batch: decode 19, trim 7,
-filterbank 32). An epoch of the default corpus is ~2,000 steps, so from the second epoch on a step
-is mostly the model's. The features of the 11 hours of the built-in corpus take ~1.3 GB (float32).
+filterbank 32). An epoch of the built-in corpus is ~1,500 such steps; from the second epoch on a
+step is the model's alone (1.31x the audio per second, RESULTS.md). The features of the built-in
+corpus's 11 hours take ~1.3 GB (float32).
 
 What caching changes against computing the features per batch:
 
