@@ -36,6 +36,10 @@ lint: install
 test: install
 	@$(ENV) python -m pytest -q
 
+## test-fast: the suite less the end-to-end tests marked slow (DVC pipelines, flows, servers, real speech)
+test-fast: install
+	@$(ENV) python -m pytest -q -m "not slow"
+
 ## bench: speed figures (prepare throughput, training throughput and Ray overhead, ...) written under bench/results/
 bench: install
 	@$(ENV) python bench/bench_prepare.py --minutes 30 --out bench/results/prepare.json

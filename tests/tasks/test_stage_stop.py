@@ -16,6 +16,8 @@ import torch
 
 from tests.flows.support import _set, base_repo, copy_repo
 
+pytestmark = pytest.mark.slow
+
 
 def _env(repo: Path) -> dict[str, str]:
     return {

@@ -43,6 +43,7 @@ def test_parent_run_nesting(monkeypatch):
     assert _client().get_run(cid).data.tags["mlflow.parentRunId"] == pid
 
 
+@pytest.mark.slow
 def test_dvc_repro_groups_stage_runs_under_one_parent(tmp_path_factory, tmp_path, monkeypatch):
     """Without a flow, the stages of one `dvc repro` nest under one parent run named after the model;
     each child is named by its stage and tagged with its dvc.lock entry."""
