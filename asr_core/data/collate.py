@@ -39,12 +39,19 @@ def _partition(items: Sequence[dict[str, Any] | BadUtterance | None]) -> tuple[l
     return kept, skipped
 
 
-def _pad_tokens(kept: list[dict[str, Any]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _labels(kept: list[dict[str, Any]], skipped: list[tuple], pad_id: int) -> dict[str, Any]:
+    """The keys every batch has besides its audio: padded tokens, ids, durations, what was skipped."""
     token_lens = torch.tensor([len(it["tokens"]) for it in kept], dtype=torch.long)
     tokens = torch.full((len(kept), int(token_lens.max()) if kept else 0), pad_id, dtype=torch.long)
     for i, it in enumerate(kept):
         tokens[i, : len(it["tokens"])] = it["tokens"]
-    return tokens, token_lens
+    return {
+        "tokens": tokens,
+        "token_lens": token_lens,
+        "utt_ids": [it["utt_id"] for it in kept],
+        "durations": torch.tensor([it["duration"] for it in kept], dtype=torch.float32),
+        "skipped": skipped,
+    }
 
 
 def collate_batch(items: Sequence[dict[str, Any] | BadUtterance | None], pad_id: int = 0) -> dict[str, Any]:
@@ -56,16 +63,7 @@ def collate_batch(items: Sequence[dict[str, Any] | BadUtterance | None], pad_id:
         w = it["wave"]
         assert w.ndim == 1 and w.dtype == torch.float32, (it["utt_id"], w.dtype, tuple(w.shape))
         waves[i, : len(w)] = w
-    tokens, token_lens = _pad_tokens(kept, pad_id)
-    return {
-        "waves": waves,
-        "wave_lens": wave_lens,
-        "tokens": tokens,
-        "token_lens": token_lens,
-        "utt_ids": [it["utt_id"] for it in kept],
-        "durations": torch.tensor([it["duration"] for it in kept], dtype=torch.float32),
-        "skipped": skipped,
-    }
+    return {"waves": waves, "wave_lens": wave_lens, **_labels(kept, skipped, pad_id)}
 
 
 def collate_features(items: Sequence[dict[str, Any] | BadUtterance | None], pad_id: int = 0) -> dict[str, Any]:
@@ -79,17 +77,8 @@ def collate_features(items: Sequence[dict[str, Any] | BadUtterance | None], pad_
     feats = torch.zeros(len(kept), dim, int(feat_lens.max()) if kept else 0, dtype=torch.float32)
     for i, it in enumerate(kept):
         feats[i, :, : it["feats"].size(1)] = it["feats"]
-    tokens, token_lens = _pad_tokens(kept, pad_id)
-    return {
-        "feats": feats,
-        "feat_lens": feat_lens,
-        "tokens": tokens,
-        "token_lens": token_lens,
-        "utt_ids": [it["utt_id"] for it in kept],
-        "durations": torch.tensor([it["duration"] for it in kept], dtype=torch.float32),
-        "skipped": skipped,
-        "audio_seconds": float(sum(it["seconds"] for it in kept)),
-    }
+    seconds = float(sum(it["seconds"] for it in kept))
+    return {"feats": feats, "feat_lens": feat_lens, **_labels(kept, skipped, pad_id), "audio_seconds": seconds}
 
 
 def batch_seed(seed: int, epoch: int, utt_ids: Iterable[str]) -> int:

@@ -38,14 +38,14 @@ class FeatureCache(Dataset):
     """``cache[i]`` -> ``{"utt_id", "feats": float32 (C, F), "tokens", "duration", "seconds"}`` or a
     :class:`BadUtterance` (never cached: reported again at each read, like the plain dataset).
 
-    ``frontend``: the recipe's front end (run in eval mode, dither added here); ``dither``: its
-    dither scale; ``seed``: the run seed. ``seconds`` is the audio length after the wave transform.
+    ``frontend``: the recipe's front end (run in eval mode; its ``cfg.dither`` is added here);
+    ``seed``: the run seed. ``seconds`` is the audio length after the wave transform.
     """
 
-    def __init__(self, dataset: AudioDataset, frontend: nn.Module, dither: float, seed: int) -> None:
+    def __init__(self, dataset: AudioDataset, frontend: nn.Module, seed: int) -> None:
         self.dataset = dataset
         self.frontend = frontend.eval()
-        self.dither, self.seed = float(dither), int(seed)
+        self.dither, self.seed = float(getattr(frontend.cfg, "dither", 0.0)), int(seed)
         self.sample_rate = int(frontend.cfg.sample_rate)
         self._items: dict[int, dict[str, Any]] = {}
         self.nbytes = 0

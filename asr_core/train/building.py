@@ -63,8 +63,7 @@ def train_loader(d: Any, a: Any, encode, frontend: nn.Module, *, seed: int, worl
     cache = None
     if d.cache_features:
         check_feature_cache(d, a)
-        dither = float(getattr(frontend.cfg, "dither", 0.0))
-        cache = functools.partial(FeatureCache, frontend=frontend, dither=dither, seed=seed)
+        cache = functools.partial(FeatureCache, frontend=frontend, seed=seed)
     loader, sampler = build_loader(
         d.train_manifest,
         encode,

@@ -24,7 +24,7 @@ def _encode(text: str) -> list[int]:
 
 
 def _loader(corpus: Path, frontend, cached: bool, seed: int = 3, spec=None):
-    wrap = functools.partial(FeatureCache, frontend=frontend, dither=frontend.cfg.dither, seed=seed) if cached else None
+    wrap = functools.partial(FeatureCache, frontend=frontend, seed=seed) if cached else None
     loader, sampler = build_loader(
         corpus / "train.jsonl", _encode, batch_size=3, seed=seed, max_duration=None, wrap_dataset=wrap
     )
@@ -76,7 +76,7 @@ def test_dither_is_drawn_once_per_utterance_and_the_same_in_a_fresh_cache(corpus
     held = {i: cache_a[i]["feats"].clone() for i in range(8)}
     _epoch(*a, 1)
     assert all(torch.equal(cache_a[i]["feats"], held[i]) for i in range(8))  # SpecAugment never writes into the cache
-    undithered = FeatureCache(cache_a.dataset, RNNTFilterbank(rnnt_features_config({"dither": 0.0})), 0.0, 3)
+    undithered = FeatureCache(cache_a.dataset, RNNTFilterbank(rnnt_features_config({"dither": 0.0})), 3)
     assert not torch.equal(undithered[0]["feats"], held[0])
 
 
