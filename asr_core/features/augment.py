@@ -58,6 +58,10 @@ class SpecAugmentConfig(_DictMixin):
     # None: the absolute widths only.
     max_time_ratio: float | None = None
     fill_value: float = 0.0
+    # Frequency warping, drawn per utterance before the masks (VTLP, Jaitly & Hinton 2013, on the
+    # feature bins): bin k reads bin k * a, a uniform in [1 - w, 1 + w], linearly interpolated, so
+    # a voice's formants move up or down by up to w. 0: off (no draw: other settings' streams unchanged).
+    max_freq_warp: float = 0.0
 
     def __post_init__(self) -> None:
         if not (0 <= self.min_freq <= self.max_freq and 0 <= self.min_time <= self.max_time):
@@ -66,6 +70,8 @@ class SpecAugmentConfig(_DictMixin):
             raise ValueError(f"max_time_ratio must be in (0, 1] or null, got {self.max_time_ratio}")
         if self.freq_masks < 0 or self.time_masks < 0:
             raise ValueError(f"mask counts must be >= 0: {self}")
+        if not 0 <= self.max_freq_warp < 0.5:
+            raise ValueError(f"max_freq_warp must be in [0, 0.5), got {self.max_freq_warp}")
 
     @classmethod
     def quartznet(cls) -> SpecAugmentConfig:
@@ -109,6 +115,19 @@ class SpecAugment(nn.Module):
         start, width = start.to(device)[..., None], width.to(device)[..., None]
         return ((pos >= start) & (pos < start + width)).any(dim=1)
 
+    def _warp(self, x: torch.Tensor) -> torch.Tensor:
+        """Each row's bin axis stretched (a > 1) or squeezed (a < 1) by its own factor a."""
+        b, n_bins, frames = x.shape
+        w = self.cfg.max_freq_warp
+        a = 1.0 + (2.0 * torch.rand(b, 1, generator=self.generator) - 1.0) * w
+        src = (torch.arange(n_bins)[None, :] * a).clamp(max=n_bins - 1).to(x.device)  # (B, C)
+        lo = src.floor().long()
+        hi = (lo + 1).clamp(max=n_bins - 1)
+        frac = (src - lo).to(x.dtype)[..., None]
+        below = x.gather(1, lo[..., None].expand(b, n_bins, frames))
+        above = x.gather(1, hi[..., None].expand(b, n_bins, frames))
+        return below * (1 - frac) + above * frac
+
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> torch.Tensor:
         """x: (B, C, F) features, x_lens: (B,) valid frames -> masked copy (identity in eval)."""
         assert x.ndim == 3, x.shape
@@ -116,6 +135,8 @@ class SpecAugment(nn.Module):
             return x
         c = self.cfg
         b, n_bins, frames = x.shape
+        if c.max_freq_warp > 0:
+            x = self._warp(x)
         mask = torch.zeros(b, n_bins, frames, dtype=torch.bool, device=x.device)
         if c.freq_masks > 0:
             f0, fw = self._spans(c.freq_masks, c.min_freq, c.max_freq, torch.full((b,), n_bins))

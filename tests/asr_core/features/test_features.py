@@ -222,6 +222,31 @@ def test_adaptive_time_masks_cover_at_most_their_ratio_of_each_utterance():
         SpecAugmentConfig(max_time_ratio=1.5)
 
 
+def test_frequency_warp_moves_a_peak_by_its_factor_and_leaves_the_rest():
+    b, c, f = 64, 80, 30
+    lens = torch.full((b,), 20)
+    x = torch.zeros(b, c, f)
+    x[:, 40, :20] = 1.0  # a "formant" at bin 40 in every row's valid frames
+    cfg = SpecAugmentConfig(freq_masks=0, time_masks=0, max_freq_warp=0.1)
+    y = SpecAugment(cfg, seed=4).train()(x, lens)
+    assert torch.all(y[:, :, 20:] == 0)  # padding frames stay zero
+    centre = (y[:, :, 0] * torch.arange(c)).sum(dim=1) / y[:, :, 0].sum(dim=1)  # where each row's peak went
+    assert torch.all((centre >= 40 / 1.1 - 0.5) & (centre <= 40 / 0.9 + 0.5)), centre
+    assert centre.min() < 38 and centre.max() > 42  # both ways, per row
+    assert torch.allclose(y[:, :, 0].sum(dim=1), torch.ones(b), atol=0.2)  # interpolated, not lost
+    assert torch.equal(y, SpecAugment(cfg, seed=4).train()(x, lens))
+    assert torch.equal(SpecAugment(cfg, seed=4).eval()(x, lens), x)
+    # off (the default): no draw, so the masks of a seed are what they were without the field
+    masks = SpecAugmentConfig(freq_masks=2, time_masks=2)
+    ones = torch.ones(b, c, f)
+    assert torch.equal(
+        SpecAugment(masks, seed=5).train()(ones, lens),
+        SpecAugment(SpecAugmentConfig(freq_masks=2, time_masks=2, max_freq_warp=0.0), seed=5).train()(ones, lens),
+    )
+    with pytest.raises(ValueError, match="max_freq_warp"):
+        SpecAugmentConfig(max_freq_warp=0.6)
+
+
 def test_speed_perturb_changes_duration_and_pitch():
     t = torch.arange(SR) / SR
     tone = torch.sin(2 * math.pi * 440.0 * t)
