@@ -70,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from asr_core.io.jsonl import read_jsonl
-    from asr_core.serving.backends import resolve_source
     from tasks import serve, transcribe
 
     manifest = Path(args.manifest_dir) / f"{args.split}.jsonl"
@@ -86,13 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_args = ["--model", args.model] + (["--backend", args.backend] if args.backend else [])
     serve_args_ns = serve.parser().parse_args(serve_args)
     service = serve.build_service(serve_args_ns)
-    backend = service.model.backend_name
-    model = args.model
-    if model.startswith("models:/"):  # the folder the service downloaded it to
-        from tasks.registry import download_version
-
-        model = str(download_version(model, serve_args_ns.registry_cache))
-    source = resolve_source(model)
+    backend, source = service.model.backend_name, service.source  # a registry version: where it was downloaded
     t0 = time.perf_counter()
     with serve.running(serve.create_app(service), service.limits) as url:
         streamed = asyncio.run(_stream_all(url, paths, args.chunk_ms / 1000, args.concurrency))

@@ -46,7 +46,8 @@ def error(field: str, reason: str) -> dict:
 
 
 class Service:
-    """What every request shares: the model, the limits, the decode pool and the open-stream count."""
+    """What every request shares: the model, the limits, the decode pool and the open-stream count.
+    ``source``: where the model was loaded from (a registry version already downloaded), if known."""
 
     def __init__(
         self,
@@ -56,8 +57,9 @@ class Service:
         partial_every: float = 1.0,
         partial_max_seconds: float = 15.0,
         probe: dict | None = None,
+        source=None,
     ) -> None:
-        self.model, self.limits = model, limits
+        self.model, self.limits, self.source = model, limits, source
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         self.session_options = {"partial_every": partial_every, "partial_max_seconds": partial_max_seconds}
         self.probe = probe or {}
@@ -203,7 +205,7 @@ def build_service(args, log_fn=print) -> Service:
     else:
         model, probe = choose(source, args.threads, log=log_fn, **transducer)
     log_fn(f"serve: {model.kind} model {source.model_path} on {model.backend_name}")
-    service = Service(model, limits, args.workers, args.partial_every, args.partial_max_seconds, probe)
+    service = Service(model, limits, args.workers, args.partial_every, args.partial_max_seconds, probe, source)
     service.new_session()  # a bad --chunk-frames or --partial-* value fails now, not on the first stream
     return service
 
