@@ -33,7 +33,15 @@ from pathlib import Path
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from asr_core.serving import SERVE_BACKENDS, ProtocolError, StreamLimits, choose, load, resolve_source
+from asr_core.serving import (
+    SERVE_BACKENDS,
+    ModelSource,
+    ProtocolError,
+    StreamLimits,
+    choose,
+    load,
+    resolve_source,
+)
 from asr_core.serving.upload import decode_upload, file_from_body
 from tasks.serve_stream import serve_stream
 
@@ -57,7 +65,7 @@ class Service:
         partial_every: float = 1.0,
         partial_max_seconds: float = 15.0,
         probe: dict | None = None,
-        source=None,
+        source: ModelSource | None = None,
     ) -> None:
         self.model, self.limits, self.source = model, limits, source
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")

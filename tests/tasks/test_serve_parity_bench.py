@@ -3,17 +3,9 @@ transducer: the command RESULTS.md gives for the service's parity table."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from tests import REPO
-
-
-def _serve_parity():
-    spec = importlib.util.spec_from_file_location("serve_parity", REPO / "bench" / "serve_parity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench import serve_parity  # the repository root is on sys.path (bench/ is a namespace package)
 
 
 def test_serve_parity_bench_streams_a_split_and_finds_no_difference(serve_assets, tmp_path):
@@ -23,7 +15,7 @@ def test_serve_parity_bench_streams_a_split_and_finds_no_difference(serve_assets
     (manifests / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "parity.json"
     args = ["--model", str(serve_assets.transducer), "--manifest-dir", str(manifests), "--split", "test"]
-    rc = _serve_parity().main([*args, "--concurrency", "2", "--out", str(out)])
+    rc = serve_parity.main([*args, "--concurrency", "2", "--out", str(out)])
     report = json.loads(out.read_text())
     assert rc == 0, report["first_differences"]
     assert report["utterances"] == len(rows) and report["differences"] == 0
