@@ -3,6 +3,8 @@ joint ms per call, audio s/s and chunk latency p50/p99, streaming with the defau
 
     # the E6D2 shape (50.8 M, random weights: speed only) on 50 test clips, 2 threads:
     python bench/bench_rnnt.py --preset rnnt:e6d2 --out bench/results/rnnt_e6d2.json
+    # 8 streams at once, the encoder batched across them (a server's load), beside one alone:
+    python bench/bench_rnnt.py --preset rnnt:e6d2 --backends openvino_int8 --streams 1,8
     # a trained model and its exports (WER too):
     python bench/bench_rnnt.py --model models/rnnt_small/model.pt --exports exports/rnnt_small \
         --out bench/results/rnnt_small.json
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--backends", default="torch,onnxruntime,openvino")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--chunk-frames", type=int, default=10)
+    p.add_argument("--streams", default="1", help="streams at once, comma-separated (e.g. 1,4,8): the encoder batched")
     p.add_argument("--out", help="write the report JSON here")
     args = p.parse_args(argv)
     from asr_core.objectives.transducer.benchmark import benchmark
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
             "backends": args.backends.split(","),
             "chunk_frames": args.chunk_frames,
             "max_utterances": args.max_utterances,
+            "streams": [int(n) for n in args.streams.split(",")],
         },
     }
     with tempfile.TemporaryDirectory() as tmp:

@@ -54,6 +54,7 @@ def start_server(args, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "tasks.serve", "--model", model, "--port", str(port), "--log-level", "warning"]
     cmd += ["--max-streams", str(max(args.streams + args.clients)), "--workers", str(args.workers)]
     cmd += ["--backend", args.backend] if args.backend else []
+    cmd += ["--batch-streams", str(args.batch_streams), "--threads", str(args.threads)]
     proc = subprocess.Popen(cmd, cwd=REPO)
     import httpx
 
@@ -220,6 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--uploads", type=int, default=3, help="uploads per client")
     p.add_argument("--chunk-ms", type=float, default=100.0, help="audio per WebSocket message")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="tasks.serve --workers")
+    p.add_argument("--threads", type=int, default=1, help="tasks.serve --threads")
+    p.add_argument("--batch-streams", type=int, default=0, help="tasks.serve --batch-streams")
     p.add_argument("--p99-ms", type=float, default=300.0, help="the latency bound of the summary")
     p.add_argument("--start-timeout", type=float, default=120.0)
     p.add_argument("--out", default="bench/results/serve.json")
@@ -246,6 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
         "clip_seconds": round(len(pcm) / rate, 3),
         "chunk_ms": args.chunk_ms,
         "workers": args.workers,
+        "threads": args.threads,
+        "batch_streams": args.batch_streams,
         "cpus": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "p99_bound_ms": args.p99_ms,

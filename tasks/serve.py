@@ -87,6 +87,8 @@ class Service:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.model.batcher is not None:
+            self.model.batcher.close()
 
     def new_session(self):
         return self.model.stream(**self.session_options)
@@ -102,6 +104,7 @@ class Service:
             "streams_open": self.streams,
             "max_streams": self.limits.max_streams,
             "uploads_in_flight": self.uploads,
+            "batch_streams": self.model.batcher.max_batch if self.model.batcher is not None else None,
             "backend_probe": self.probe,
         }
 
@@ -207,13 +210,19 @@ def build_service(args, log_fn=print) -> Service:
         model = download_version(model, args.registry_cache)
         log_fn(f"serve: {args.model} is {model}")
     source = resolve_source(model)
-    transducer = {"chunk_frames": args.chunk_frames, "max_symbols": args.max_symbols}
+    transducer = {
+        "chunk_frames": args.chunk_frames,
+        "max_symbols": args.max_symbols,
+        "batch_streams": args.batch_streams,
+    }
     if args.backend:
         model, probe = load(source, args.backend, args.threads, **transducer), {args.backend: "named by --backend"}
     else:
         model, probe = choose(source, args.threads, log=log_fn, **transducer)
     log_fn(f"serve: {model.kind} model {source.model_path} on {model.backend_name}")
-    service = Service(model, limits, args.workers, args.partial_every, args.partial_max_seconds, probe, source)
+    # batched streams wait in their decode threads while one thread encodes: a thread for each
+    workers = max(args.workers, args.batch_streams) if model.batcher is not None else args.workers
+    service = Service(model, limits, workers, args.partial_every, args.partial_max_seconds, probe, source)
     service.new_session()  # a bad --chunk-frames or --partial-* value fails now, not on the first stream
     return service
 
@@ -252,6 +261,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-frames", type=int, default=10, help="transducer: stacked frames per encoder call")
     p.add_argument("--max-symbols", type=int, default=5, help="transducer: tokens per encoder frame at most")
     p.add_argument(
+        "--batch-streams",
+        type=int,
+        default=0,
+        help="streaming transducer: encode the chunks of up to this many streams in one call (0: each alone); "
+        "the encoder thread then wants the cores (--threads 2)",
+    )
+    p.add_argument(
         "--partial-every",
         type=float,
         default=1.0,
@@ -268,8 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     p = parser()
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    if args.workers < 1 or args.threads < 1:
-        p.error("--workers and --threads must be >= 1")
+    if args.workers < 1 or args.threads < 1 or args.batch_streams < 0:
+        p.error("--workers and --threads must be >= 1, --batch-streams >= 0")
     try:
         service = build_service(args)
     except (ValueError, FileNotFoundError) as e:

@@ -10,6 +10,11 @@ Each utterance is fed in chunks of the decoder's own size (``chunk_frames`` stac
 handing it over to getting the hypothesis back (features, encoder, greedy search). Throughput
 is audio seconds over the wall time of all ``accept``/``finish`` calls. The first
 ``warmup`` utterances are streamed once untimed (allocations, OpenVINO's first-shape compile).
+
+:func:`multistream_benchmark` streams ``streams`` utterances at once, as a server holding that many
+live streams would: in each round every stream hands over its next chunk and the encoder runs once
+on all of them (:func:`~asr_core.decoding.rnnt_stream.encode_streams`). A chunk's latency is its
+round's time; throughput is the audio of all streams over the wall time of all rounds.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from asr_core.decoding.rnnt_stream import StreamingTranscriber
+from asr_core.decoding.rnnt_stream import StreamingTranscriber, encode_streams
 
 
 class TimedBackend:
@@ -99,6 +104,71 @@ def stream_benchmark(
         audio += wave.numel() / features.cfg.sample_rate
         pairs.append((ref, text))
     return _metrics(timed, latency, wall, audio, pairs, chunk_frames, round(1000 * piece / features.cfg.sample_rate, 1))
+
+
+def multistream_benchmark(
+    backend,
+    features,
+    vocab,
+    utterances: list[tuple[torch.Tensor, str]],
+    *,
+    streams: int,
+    chunk_frames: int = 10,
+    max_symbols: int = 5,
+    warmup: int = 1,
+) -> dict:
+    """The metrics of :func:`stream_benchmark` with ``streams`` utterances streamed at once, the
+    encoder batched across them (see the module doc); stream i takes utterances i, i + streams, ..."""
+    if streams < 1:
+        raise ValueError(f"streams must be >= 1, got {streams}")
+    timed = TimedBackend(backend)
+    lanes = [
+        StreamingTranscriber(timed, features, vocab, chunk_frames=chunk_frames, max_symbols=max_symbols)
+        for _ in range(streams)
+    ]
+    piece = lanes[0].chunk_samples
+
+    def run(utts: list[tuple[torch.Tensor, str]]) -> tuple[list[float], float, list[str]]:
+        queues = [list(range(i, len(utts), streams)) for i in range(streams)]
+        pos, off, latency, wall, texts = [0] * streams, [0] * streams, [], 0.0, [""] * len(utts)
+        while True:
+            t = time.perf_counter()
+            live, ended = [], []
+            for i, lane in enumerate(lanes):
+                if pos[i] >= len(queues[i]):
+                    continue
+                wave = utts[queues[i][pos[i]]][0]
+                lane.feed(wave[off[i] : off[i] + piece])
+                off[i] += piece
+                if off[i] >= wave.numel():
+                    lane.end()
+                live.append(i)
+                ended.append(off[i] >= wave.numel())
+            if not live:
+                return latency, wall, texts
+            encode_streams([lanes[i] for i in live], ended)
+            for i, done in zip(live, ended):
+                if done:
+                    texts[queues[i][pos[i]]] = lanes[i].close().text
+                    pos[i], off[i] = pos[i] + 1, 0
+            took = time.perf_counter() - t
+            wall += took
+            latency += [took] * len(live)  # each live stream's chunk waited for the whole round
+
+    run(utterances[: warmup * streams])
+    timed.seconds.clear()
+    latency, wall, texts = run(utterances)
+    audio = sum(w.numel() for w, _ in utterances) / features.cfg.sample_rate
+    out = _metrics(
+        timed,
+        latency,
+        wall,
+        audio,
+        [(r, h) for (_, r), h in zip(utterances, texts)],
+        chunk_frames,
+        round(1000 * piece / features.cfg.sample_rate, 1),
+    )
+    return {**out, "streams": streams}
 
 
 @torch.no_grad()

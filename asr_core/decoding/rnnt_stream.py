@@ -34,7 +34,7 @@ DEFAULT_CHUNK_FRAMES = 10  # stacked frames per encoder call: 300 ms of audio (e
 class TransducerBackend(Protocol):
     """The three graphs the decoders need. Every backend encodes whole utterances; a streaming one
     (``streaming`` True: the LSTM transcriber) also encodes chunks with its state carried
-    (``stack``, ``time_reduction``, ``encode``, ``encoder_state``; B = 1 for the encoder)."""
+    (``stack``, ``time_reduction``, ``encode``, ``encoder_state``; a row per stream)."""
 
     streaming: bool
     blank: int
@@ -160,39 +160,98 @@ class StreamingTranscriber:
         self.text = ""
         self.received = 0
 
-    def _encode(self, frames: torch.Tensor, n_valid: int) -> None:
-        s, s_lens = stack_frames(frames[None], torch.tensor([n_valid]), self.backend.stack)
-        f, f_lens, self.enc_state = self.backend.encode(s, s_lens, self.enc_state)
-        self.decoder.advance(self.state, f, f_lens)
-
-    def _run(self, final: bool) -> list[Partial]:
-        out = []
-        step = self.chunk_frames * self.backend.stack
-        while self.frames.size(1) >= step or (final and self.frames.size(1) > 0):
-            n = min(step, self.frames.size(1))
-            self._encode(self.frames[:, :n], n)
-            self.frames = self.frames[:, n:]
-            text = self.vocab.decode(self.state.hyps[0])
-            if text != self.text:
-                self.text = text
-                out.append(Partial(text, False, self.received / self.sample_rate))
-        return out
-
-    def accept(self, samples) -> list[Partial]:
+    def feed(self, samples) -> None:
+        """Buffer the feature frames of ``samples`` without encoding them (:func:`encode_streams` does)."""
         samples = torch.as_tensor(samples, dtype=torch.float32).reshape(-1)
         self.received += samples.numel()
         self.frames = torch.cat((self.frames, self.fbank.accept(samples)), dim=1)
+
+    def end(self) -> None:
+        """The stream has ended: buffer its last feature frames (encoding them is then ``final``)."""
+        self.frames = torch.cat((self.frames, self.fbank.finish()), dim=1)
+
+    def take_chunk(self, final: bool) -> torch.Tensor | None:
+        """The next chunk of feature frames (N, n) to encode, taken from the buffer: a whole chunk, or
+        at the end of the stream (``final``) whatever is left; None when there is none."""
+        step = self.chunk_frames * self.backend.stack
+        if self.frames.size(1) < step and not (final and self.frames.size(1) > 0):
+            return None
+        n = min(step, self.frames.size(1))
+        chunk, self.frames = self.frames[:, :n], self.frames[:, n:]
+        return chunk
+
+    def decode_chunk(self, f: torch.Tensor, f_lens: torch.Tensor, enc_state: tuple) -> Partial | None:
+        """Advance the search over one chunk's encoder frames f (1, T', D) and keep the encoder state
+        after it; the new hypothesis if it changed."""
+        self.enc_state = enc_state
+        self.decoder.advance(self.state, f, f_lens)
+        text = self.vocab.decode(self.state.hyps[0])
+        if text == self.text:
+            return None
+        self.text = text
+        return Partial(text, False, self.received / self.sample_rate)
+
+    def _run(self, final: bool) -> list[Partial]:
+        out = []
+        while (chunk := self.take_chunk(final)) is not None:
+            s, s_lens = stack_frames(chunk[None], torch.tensor([chunk.size(1)]), self.backend.stack)
+            f, f_lens, state = self.backend.encode(s, s_lens, self.enc_state)
+            if (p := self.decode_chunk(f, f_lens, state)) is not None:
+                out.append(p)
+        return out
+
+    def accept(self, samples) -> list[Partial]:
+        self.feed(samples)
         return self._run(final=False)
 
     def finish(self) -> Partial:
         """Flush the stream; the final hypothesis. The transcriber is then ready for a new stream."""
-        self.frames = torch.cat((self.frames, self.fbank.finish()), dim=1)
+        self.end()
         self._run(final=True)
+        return self.close()
+
+    def close(self) -> Partial:
+        """The final hypothesis of a stream whose frames have all been encoded; ready for a new stream."""
         final = Partial(self.vocab.decode(self.state.hyps[0]), True, self.received / self.sample_rate)
         self.tokens = list(self.state.hyps[0])
         self.token_frames = list(self.state.frames[0])  # encoder frame of each token (word timings)
         self.reset()
         return final
+
+
+@torch.no_grad()
+def encode_streams(transcribers: list[StreamingTranscriber], final: list[bool]) -> list[list[Partial]]:
+    """Encode every chunk the ``transcribers`` (one per stream, one backend) have buffered, batched
+    across streams: each round takes one chunk from every stream that has one and runs the encoder
+    once on them, each stream's state on its own batch row; each stream's search then advances on
+    its rows. ``final[i]``: stream i has ended (its last, shorter chunk goes too). Per stream, the
+    partial hypotheses that changed.
+
+    At batch 1 an LSTM encoder reads all its weights for every frame; a batch of streams shares that
+    read, so a server with many streams runs them at a fraction of the cost each. The results are
+    each stream's own ``accept``/``finish``, to the float rounding of the batched products.
+    """
+    out: list[list[Partial]] = [[] for _ in transcribers]
+    while True:
+        ready = [(i, c) for i, t in enumerate(transcribers) if (c := t.take_chunk(final[i])) is not None]
+        if not ready:
+            return out
+        backend = transcribers[ready[0][0]].backend
+        n = torch.tensor([c.size(1) for _, c in ready])
+        frames = torch.zeros(len(ready), ready[0][1].size(0), int(n.max()))
+        for row, (_, c) in enumerate(ready):
+            frames[row, :, : c.size(1)] = c
+        s, s_lens = stack_frames(frames, n, backend.stack)
+        states = [transcribers[i].enc_state for i, _ in ready]
+        state = tuple(torch.cat([st[k] for st in states], dim=1) for k in range(len(states[0])))
+        f, f_lens, state = backend.encode(s, s_lens, state)
+        for row, (i, _) in enumerate(ready):
+            t_valid = int(f_lens[row])
+            p = transcribers[i].decode_chunk(
+                f[row : row + 1, :t_valid], f_lens[row : row + 1], tuple(x[:, row : row + 1] for x in state)
+            )
+            if p is not None:
+                out[i].append(p)
 
 
 def stream_file(transcriber: StreamingTranscriber, wave: torch.Tensor, chunk_samples: int | None = None):

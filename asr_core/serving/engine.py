@@ -51,6 +51,7 @@ class ServingModel:
 
     kind: str
     streaming: bool  # True: partials come from the decoder as audio arrives (a streaming transducer)
+    batcher = None  # a streaming transducer's StreamBatcher when its streams are encoded together
 
     def __init__(self, backend_name: str, model, features, vocab) -> None:
         self.backend_name, self.features, self.vocab = backend_name, features.eval(), vocab
@@ -100,11 +101,25 @@ class TransducerServingModel(ServingModel):
     kind = "transducer"
 
     def __init__(
-        self, backend_name: str, backend, model, features, vocab, chunk_frames: int = 10, max_symbols: int = 5
+        self,
+        backend_name: str,
+        backend,
+        model,
+        features,
+        vocab,
+        chunk_frames: int = 10,
+        max_symbols: int = 5,
+        batch_streams: int = 0,
     ) -> None:
         super().__init__(backend_name, model, features, vocab)
         self.backend, self.chunk_frames, self.max_symbols = backend, chunk_frames, max_symbols
         self.streaming = bool(backend.streaming)
+        if batch_streams < 0:
+            raise ValueError(f"batch_streams must be >= 0, got {batch_streams}")
+        if batch_streams > 1 and self.streaming:  # streams' encoder calls batched (asr_core.serving.batching)
+            from asr_core.serving.batching import StreamBatcher
+
+            self.batcher = StreamBatcher(batch_streams)
 
     @torch.no_grad()
     def transcribe(self, samples: np.ndarray) -> dict:

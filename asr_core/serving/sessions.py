@@ -5,7 +5,8 @@ resampled them). A session is used by one stream, one call at a time, from any t
 
 - :class:`TransducerStream`: a streaming transducer decodes as audio arrives
   (:class:`~asr_core.decoding.rnnt_stream.StreamingTranscriber`): partials cost nothing extra and the
-  final transcript equals the offline one.
+  final transcript equals the offline one. With the model's stream batcher
+  (:mod:`asr_core.serving.batching`) the encoder runs on the chunks of all waiting streams at once.
 - :class:`WholeUtteranceStream`: CTC models (and transducers whose encoder sees whole utterances)
   decode the whole utterance when the stream ends, so the final transcript equals the offline one; the
   final's latency is one decode of the whole audio. For live feedback the audio so far is re-decoded
@@ -20,20 +21,29 @@ import numpy as np
 
 class TransducerStream:
     def __init__(self, model) -> None:
-        self.model = model
+        self.model, self.batcher = model, model.batcher
         self.transcriber = model.transcriber()
         self.samples = 0
 
     def accept(self, samples: np.ndarray) -> str | None:
         self.samples += len(samples)
-        partials = self.transcriber.accept(samples)
+        if self.batcher is None:
+            partials = self.transcriber.accept(samples)
+        else:
+            self.transcriber.feed(samples)  # the features here, in the stream's thread
+            partials = self.batcher.run(self.transcriber, final=False)
         return partials[-1].text if partials else None  # the newest hypothesis; earlier ones are stale
 
     def finish(self) -> dict:
         if not self.samples:  # a stream ended before any audio: nothing to decode
             return self.model._result([], [], [], 0)
         st = self.transcriber
-        text = st.finish().text
+        if self.batcher is None:
+            text = st.finish().text
+        else:
+            st.end()
+            self.batcher.run(st, final=True)
+            text = st.close().text
         frames = st.token_frames
         result = self.model._result(st.tokens, frames, [t + 1 for t in frames], self.samples)
         assert result["text"] == text, (result["text"], text)  # one decoding, two views of it

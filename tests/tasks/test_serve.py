@@ -32,9 +32,10 @@ HEADER = {"format": "pcm16", "sample_rate": 16000}
 
 
 @contextlib.contextmanager
-def serving(model_path, backend="torch", limits=LIMITS, **options):
+def serving(model_path, backend="torch", limits=LIMITS, batch_streams=0, workers=2, **options):
     torch.set_num_threads(1)
-    service = serve.Service(load(resolve_source(model_path), backend), limits, workers=2, **options)
+    model = load(resolve_source(model_path), backend, batch_streams=batch_streams)
+    service = serve.Service(model, limits, workers=workers, **options)
     try:
         with serve.running(serve.create_app(service), limits) as url:
             yield url, service
@@ -285,12 +286,33 @@ def test_serve_concurrent_streams_keep_their_own_state(rnnt_server, ctc_server, 
                 assert all(final["text"].startswith(p["text"]) for p in messages[1:-1])
 
 
+def test_serve_batched_streams_equal_offline_transcripts(serve_assets, offline_texts):
+    """--batch-streams: the chunks of streams waiting together go through one encoder call; every
+    stream still gets its offline transcript, with partials that lead to it."""
+    wavs = serve_assets.utterances[:3]
+    with serving(serve_assets.transducer, batch_streams=3, workers=3) as (url, service):
+
+        async def together():
+            return await asyncio.gather(
+                *(stream_wav(url, w, chunk_seconds=0.05 + 0.01 * i) for i, w in enumerate(wavs))
+            )
+
+        for wav, (messages, code) in zip(wavs, run(together())):
+            final = final_of(messages)
+            assert code == 1000 and final["text"] == offline_texts(serve_assets.transducer, wav)
+            assert all(p["type"] == "partial" and final["text"].startswith(p["text"]) for p in messages[1:-1])
+        batcher = service.model.batcher
+        assert health(url)["batch_streams"] == 3 and batcher.batched >= batcher.rounds > 0
+    assert not batcher._thread.is_alive()  # the service closed: its encoder thread ended
+
+
 def test_serve_cli_refuses_what_it_cannot_serve(serve_assets, capsys):
     for argv, why in (
         (["--model", "no/such/model.pt"], "neither a model.pt nor an export folder"),
         (["--model", str(serve_assets.ctc), "--backend", "openvino"], "give the export folder as --model"),
         (["--model", str(serve_assets.ctc), "--max-streams", "0"], "max_streams must be a positive number"),
         (["--model", str(serve_assets.transducer), "--chunk-frames", "3"], "chunk_frames must be a positive multiple"),
+        (["--model", str(serve_assets.transducer), "--batch-streams", "-1"], "--batch-streams >= 0"),
     ):
         with pytest.raises(SystemExit):
             serve.main(argv)

@@ -7,6 +7,8 @@ the streaming benchmark of :mod:`asr_core.bench.rnnt_stream` over the first
 WER, mean encoder / prediction / joint time per call, audio s/s, chunk latency p50/p99.
 Cells are ``cpu/<backend>/stream`` (``rtfx`` = audio s/s, so the nightly regression rules
 apply; ``cpu/<backend>/offline`` for a whole-utterance encoder such as a Conformer);
+each N > 1 in ``benchmark.transducer.streams`` adds ``cpu/<backend>/stream_x<N>``: N utterances streamed
+at once, the encoder batched across them (audio s/s of all N together, each chunk's latency its round's);
 ``wer`` per ``cpu/<backend>``. ``--preset rnnt:e6d2`` times random weights (2048
 outputs, edgedict's vocabulary size, the blank's bias raised so that the search emits few tokens,
 as a trained model's does) on the same audio, without WER; ``predictor_calls`` shows how many.
@@ -27,19 +29,20 @@ RNNT_DEFAULTS = {
     "max_symbols": 5,
     "max_utterances": 50,
     "warmup": 1,
+    "streams": [1],  # streams at once: > 1 batches the encoder across them (bench.rnnt_stream.multistream_benchmark)
 }
 
 
 def _table(report: dict) -> str:
     rows = [
-        "| backend | WER | encoder ms/call | prediction ms/call | joint ms/call | audio s/s | chunk p50 ms | "
-        "chunk p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| backend | streams | WER | encoder ms/call | prediction ms/call | joint ms/call | audio s/s | "
+        "chunk p50 ms | chunk p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for cell, m in report["cells"].items():
         wer = f"{100 * m['wer']:.2f}%" if m.get("wer") is not None else "-"
         rows.append(
-            f"| {cell.split('/')[1]} | {wer} | {m['encoder_ms']} | {m['predictor_ms']} | {m['joint_ms']} | "
+            f"| {cell.split('/')[1]} | {m.get('streams', 1)} | {wer} | {m['encoder_ms']} | {m['predictor_ms']} | {m['joint_ms']} | "
             f"{m['audio_s_per_s']} | {m['chunk_p50_ms']} | {m['chunk_p99_ms']} |"
         )
     return "\n".join(rows) + "\n"
@@ -55,7 +58,7 @@ def benchmark(
     log=print,
 ) -> dict[str, Any]:
     from asr_core.bench.measure import machine_facts
-    from asr_core.bench.rnnt_stream import IdVocab, offline_benchmark, stream_benchmark
+    from asr_core.bench.rnnt_stream import IdVocab, multistream_benchmark, offline_benchmark, stream_benchmark
     from asr_core.data.audio import read_wave
     from asr_core.decoding.rnnt_stream import TorchBackend
     from asr_core.export.rnnt_runtime import load_backend
@@ -66,6 +69,9 @@ def benchmark(
     unknown = sorted(set(opts) - set(RNNT_DEFAULTS))
     if unknown:
         raise ValueError(f"benchmark.transducer: unknown key(s) {unknown}; known: {sorted(RNNT_DEFAULTS)}")
+    streams = opts["streams"] if isinstance(opts["streams"], list) else [opts["streams"]]
+    if not streams or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in streams):
+        raise ValueError(f"benchmark.transducer.streams: a list of stream counts >= 1, got {opts['streams']!r}")
     threads = int(section.get("threads", 2))
     torch.set_num_threads(threads)
     w = {"manifest_dir": "data/prepared", "split": "test", **(section.get("wer") or {})}
@@ -116,35 +122,35 @@ def benchmark(
                 skipped[f"cpu/{name}"] = str(e)
                 log(f"benchmark: {name}: skipped: {e}")
                 continue
-            if backend.streaming:
-                m = stream_benchmark(
-                    backend,
-                    features,
-                    vocab,
-                    utts,
-                    chunk_frames=int(opts["chunk_frames"]),
-                    max_symbols=int(opts["max_symbols"]),
-                    warmup=int(opts["warmup"]),
+            common = {"max_symbols": int(opts["max_symbols"]), "warmup": int(opts["warmup"])}
+            runs = {}
+            if not backend.streaming:
+                runs[f"cpu/{name}/offline"] = offline_benchmark(backend, features, vocab, utts, **common)
+            for n in streams if backend.streaming else []:
+                common["chunk_frames"] = int(opts["chunk_frames"])
+                if n == 1:
+                    runs[f"cpu/{name}/stream"] = stream_benchmark(backend, features, vocab, utts, **common)
+                else:
+                    runs[f"cpu/{name}/stream_x{n}"] = multistream_benchmark(
+                        backend, features, vocab, utts, streams=n, **common
+                    )
+            for cell, m in runs.items():
+                cells[cell] = m
+                if "wer" in m and cell.endswith(("/stream", "/offline")):
+                    wer[f"cpu/{name}"] = m["wer"]
+                log(
+                    f"benchmark: {cell.partition('/')[2]}: {m['audio_s_per_s']} audio s/s, encoder {m['encoder_ms']} "
+                    f"ms, prediction {m['predictor_ms']} ms, joint {m['joint_ms']} ms per call, chunk p50 "
+                    f"{m['chunk_p50_ms']} ms p99 {m['chunk_p99_ms']} ms"
+                    + (f", WER {100 * m['wer']:.2f}%" if "wer" in m else "")
                 )
-            else:
-                m = offline_benchmark(
-                    backend, features, vocab, utts, max_symbols=int(opts["max_symbols"]), warmup=int(opts["warmup"])
-                )
-            cells[f"cpu/{name}/{'stream' if backend.streaming else 'offline'}"] = m
-            if "wer" in m:
-                wer[f"cpu/{name}"] = m["wer"]
-            log(
-                f"benchmark: {name}: {m['audio_s_per_s']} audio s/s, encoder {m['encoder_ms']} ms, prediction "
-                f"{m['predictor_ms']} ms, joint {m['joint_ms']} ms per call, chunk p50 {m['chunk_p50_ms']} ms "
-                f"p99 {m['chunk_p99_ms']} ms" + (f", WER {100 * m['wer']:.2f}%" if "wer" in m else "")
-            )
     report = {
         "model": what,
         "preset": preset,
         "machine": machine_facts(),
         "threads": threads,
         "split": w["split"],
-        "stream": {k: opts[k] for k in ("chunk_frames", "max_symbols", "max_utterances")},
+        "stream": {k: opts[k] for k in ("chunk_frames", "max_symbols", "max_utterances")} | {"streams": streams},
         "cells": cells,
         "wer": wer,
         "skipped": skipped,

@@ -16,6 +16,7 @@ from asr_core.decoding.rnnt_greedy import greedy_decode
 from asr_core.decoding.rnnt_stream import (
     StreamingTranscriber,
     TorchBackend,
+    encode_streams,
     offline_greedy,
     stream_file,
 )
@@ -79,6 +80,41 @@ def test_streamed_greedy_equals_offline_greedy_on_a_test_split(trained):
             assert all(not p.final for p in partials[:-1])
         checked += len(offline) > 0
     assert checked >= 2  # not only empty transcripts were compared
+
+
+def test_streams_encoded_together_equal_each_stream_alone(trained):
+    """Three streams of different lengths through one batched encoder call per round: each stream's
+    partial hypotheses, final transcript and token frames are those it gets alone."""
+    model_path, corpus = trained
+    model, features, vocab = load_model(noisy_model(model_path))
+    backend = TorchBackend(model)
+    waves = [w for _, w in _waves(corpus, "test")][:3]
+    alone = []
+    for wave in waves:
+        st = StreamingTranscriber(backend, features, vocab, chunk_frames=2, max_symbols=3)
+        partials = list(stream_file(st, wave))
+        alone.append(([p.text for p in partials], st.token_frames))
+    lanes = [StreamingTranscriber(backend, features, vocab, chunk_frames=2, max_symbols=3) for _ in waves]
+    piece, off = lanes[0].chunk_samples, 0
+    texts: list[list[str]] = [[] for _ in waves]
+    frames: list[list[int] | None] = [None for _ in waves]
+    while any(f is None for f in frames):
+        live = [i for i, f in enumerate(frames) if f is None]
+        for i in live:
+            lanes[i].feed(waves[i][off : off + piece])
+        for i, partials in zip(live, encode_streams([lanes[i] for i in live], [False] * len(live))):
+            texts[i] += [p.text for p in partials]
+        ended = [i for i in live if off + piece >= waves[i].numel()]
+        for i in ended:
+            lanes[i].end()
+        encode_streams([lanes[i] for i in ended], [True] * len(ended))  # as ``finish``: only the final
+        for i in ended:
+            texts[i].append(lanes[i].close().text)
+            frames[i] = lanes[i].token_frames
+        off += piece
+    assert len({w.numel() for w in waves}) == 3  # the streams end in different rounds
+    assert [(t, f) for t, f in zip(texts, frames)] == alone
+    assert sum(len(f) for _, f in alone) > 0  # tokens were emitted and compared
 
 
 def test_chunk_frames_must_align_with_the_time_reduction(trained):

@@ -107,8 +107,9 @@ def test_benchmark_stage_streams_each_backend(exported, tmp_path):
                     "wer": {"manifest_dir": str(corpus), "split": "dev"},
                     "transducer": {
                         "backends": ["torch", "onnxruntime", "openvino"],
-                        "max_utterances": 2,
+                        "max_utterances": 3,
                         "chunk_frames": 4,
+                        "streams": [1, 2],
                     },
                 }
             }
@@ -128,15 +129,19 @@ def test_benchmark_stage_streams_each_backend(exported, tmp_path):
             str(tmp_path / "benchmark.json"),
         ]
     )
-    assert set(report["cells"]) == {"cpu/torch/stream", "cpu/onnxruntime/stream", "cpu/openvino/stream"}
+    backends = ("torch", "onnxruntime", "openvino")
+    assert set(report["cells"]) == {f"cpu/{b}/{s}" for b in backends for s in ("stream", "stream_x2")}
     wers = set()
     for cell in report["cells"].values():
-        assert cell["utterances"] == 2 and cell["encoder_calls"] > 0 and cell["joint_calls"] >= cell["encoder_calls"]
+        assert cell["utterances"] == 3 and cell["encoder_calls"] > 0 and cell["joint_calls"] >= cell["encoder_calls"]
         assert cell["audio_s_per_s"] > 0 and cell["chunk_p99_ms"] >= cell["chunk_p50_ms"] > 0
         assert cell["encoder_ms"] > 0 and cell["predictor_ms"] > 0 and cell["joint_ms"] > 0
         wers.add(cell["wer"])
-    assert len(wers) == 1 and set(report["wer"]) == {"cpu/torch", "cpu/onnxruntime", "cpu/openvino"}  # same transcripts
-    assert "| onnxruntime |" in (tmp_path / "bench" / "report.md").read_text()
+    # the same transcripts on every backend, one stream at a time or two batched together
+    assert len(wers) == 1 and set(report["wer"]) == {"cpu/torch", "cpu/onnxruntime", "cpu/openvino"}
+    assert report["cells"]["cpu/openvino/stream_x2"]["streams"] == 2
+    md = (tmp_path / "bench" / "report.md").read_text()
+    assert "| onnxruntime | 1 |" in md and "| onnxruntime | 2 |" in md
 
 
 def test_openvino_bf16_backend_streams_in_reduced_precision(exported):
