@@ -76,6 +76,29 @@ class GreedyDecoder:
         st.t += t_max
         return st
 
+    @torch.no_grad()
+    def advance_rows(self, states: list[GreedyState], f: torch.Tensor, f_lens: torch.Tensor) -> None:
+        """Advance several one-row searches (streams at different points of their audio) at once:
+        ``states[i]`` over row i of f (B, T, D), valid up to f_lens[i]. One batched joint and prediction
+        call serves every row, which is what a server with many streams needs; each row's decisions are
+        those ``advance`` makes on it alone (to the float rounding of a batched product)."""
+        if len(states) == 1:
+            self.advance(states[0], f[:1, : int(f_lens[0])])
+            return
+        joined = GreedyState(
+            torch.cat([s.g for s in states]),
+            tuple(torch.cat([s.state[k] for s in states], dim=1) for k in range(len(states[0].state))),
+            [[] for _ in states],
+            [[] for _ in states],
+        )  # t = 0: the frames of the tokens emitted here come back relative to this chunk
+        self.advance(joined, f, f_lens)
+        for row, s in enumerate(states):
+            s.g = joined.g[row : row + 1]
+            s.state = tuple(x[:, row : row + 1] for x in joined.state)
+            s.hyps[0] += joined.hyps[row]
+            s.frames[0] += [s.t + t for t in joined.frames[row]]
+            s.t += int(f_lens[row])
+
     def _advance_one(self, st: GreedyState, f: torch.Tensor, t_max: int) -> GreedyState:
         """``advance`` for one row (streaming, or an utterance alone), with the same decisions in fewer
         joint calls: the joint of every frame left is taken in one call with the current ``g``; frames

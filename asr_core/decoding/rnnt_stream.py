@@ -185,6 +185,9 @@ class StreamingTranscriber:
         after it; the new hypothesis if it changed."""
         self.enc_state = enc_state
         self.decoder.advance(self.state, f, f_lens)
+        return self._changed()
+
+    def _changed(self) -> Partial | None:
         text = self.vocab.decode(self.state.hyps[0])
         if text == self.text:
             return None
@@ -228,29 +231,30 @@ def encode_streams(transcribers: list[StreamingTranscriber], final: list[bool]) 
     partial hypotheses that changed.
 
     At batch 1 an LSTM encoder reads all its weights for every frame; a batch of streams shares that
-    read, so a server with many streams runs them at a fraction of the cost each. The results are
-    each stream's own ``accept``/``finish``, to the float rounding of the batched products.
+    read, so a server with many streams runs them at a fraction of the cost each. The searches advance
+    together too (one joint and one prediction call per step for all the round's streams). The
+    results are each stream's own ``accept``/``finish``, to the float rounding of the batched products.
     """
+    if len({(t.backend, t.decoder.max_symbols) for t in transcribers}) > 1:
+        raise ValueError("streams encoded together must share one backend and one max_symbols")
     out: list[list[Partial]] = [[] for _ in transcribers]
     while True:
         ready = [(i, c) for i, t in enumerate(transcribers) if (c := t.take_chunk(final[i])) is not None]
         if not ready:
             return out
-        backend = transcribers[ready[0][0]].backend
+        lanes = [transcribers[i] for i, _ in ready]
+        backend = lanes[0].backend
         n = torch.tensor([c.size(1) for _, c in ready])
         frames = torch.zeros(len(ready), ready[0][1].size(0), int(n.max()))
         for row, (_, c) in enumerate(ready):
             frames[row, :, : c.size(1)] = c
         s, s_lens = stack_frames(frames, n, backend.stack)
-        states = [transcribers[i].enc_state for i, _ in ready]
-        state = tuple(torch.cat([st[k] for st in states], dim=1) for k in range(len(states[0])))
+        state = tuple(torch.cat([t.enc_state[k] for t in lanes], dim=1) for k in range(len(lanes[0].enc_state)))
         f, f_lens, state = backend.encode(s, s_lens, state)
+        lanes[0].decoder.advance_rows([t.state for t in lanes], f, f_lens)
         for row, (i, _) in enumerate(ready):
-            t_valid = int(f_lens[row])
-            p = transcribers[i].decode_chunk(
-                f[row : row + 1, :t_valid], f_lens[row : row + 1], tuple(x[:, row : row + 1] for x in state)
-            )
-            if p is not None:
+            transcribers[i].enc_state = tuple(x[:, row : row + 1] for x in state)
+            if (p := transcribers[i]._changed()) is not None:
                 out[i].append(p)
 
 

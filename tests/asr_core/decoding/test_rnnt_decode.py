@@ -231,3 +231,43 @@ def test_one_row_greedy_path_makes_the_batched_loops_decisions(max_symbols):
     assert one.hyps[0] == two.hyps[0] == two.hyps[1] == chunked.hyps[0]
     assert one.frames[0] == two.frames[0] == chunked.frames[0] and one.t == chunked.t == 60
     assert n_one < 60 + len(one.hyps[0])  # fewer joint calls than the per-frame loop makes
+
+
+def test_searches_advanced_as_rows_of_one_batch_equal_each_alone():
+    """``advance_rows``: three streams at different points of their audio (different frames consumed,
+    different last tokens) advanced together over chunks of different lengths make each one's own
+    decisions, with token frames counted from each stream's start."""
+    from asr_core.decoding.rnnt_greedy import GreedyDecoder
+
+    torch.manual_seed(1)
+    v, d = 6, 8
+    wf, wg, emb = torch.randn(d, v), torch.randn(d, v), torch.randn(v, d)
+
+    def predict(y, state):
+        h = torch.tanh(emb[y[:, 0]] + 0.5 * state[0][0])
+        return h, (h[None],)
+
+    def joint(f, g):
+        return f.double() @ wf.double() + g.double() @ wg.double()  # float64: no ties from rounding
+
+    dec = GreedyDecoder(predict, joint, lambda b: (torch.zeros(1, b, d),), blank=0, max_symbols=2)
+    streams = [torch.randn(1, n, d) for n in (40, 31, 25)]
+    starts = (0, 9, 17)  # frames each stream has consumed alone before the rounds begin
+    alone = [dec.advance(dec.init(1), f) for f in streams]
+    lanes = [dec.init(1) for _ in streams]
+    for lane, f, s in zip(lanes, streams, starts):
+        if s:
+            dec.advance(lane, f[:, :s])
+    pos = list(starts)
+    while any(p < f.size(1) for p, f in zip(pos, streams)):
+        live = [i for i, f in enumerate(streams) if pos[i] < f.size(1)]
+        lens = torch.tensor([min(5, streams[i].size(1) - pos[i]) for i in live])
+        f = torch.zeros(len(live), int(lens.max()), d)
+        for row, i in enumerate(live):
+            f[row, : lens[row]] = streams[i][0, pos[i] : pos[i] + lens[row]]
+        dec.advance_rows([lanes[i] for i in live], f, lens)
+        for row, i in enumerate(live):
+            pos[i] += int(lens[row])
+    assert all(len(a.hyps[0]) > 3 for a in alone)
+    for a, lane, f in zip(alone, lanes, streams):
+        assert (lane.hyps, lane.frames, lane.t) == (a.hyps, a.frames, f.size(1))
