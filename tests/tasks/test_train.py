@@ -12,6 +12,7 @@ from asr_core.models.artifact import load_model
 from asr_core.testing import make_corpus
 from asr_core.train.checkpoint import list_checkpoints, load_checkpoint
 from tasks.train_log import read_curve
+from tests import REPO
 from tests.support import tiny_train_params
 
 
@@ -41,6 +42,20 @@ def _stage(tmp_path, params, *extra):
     out, report = tmp_path / "models", tmp_path / "reports" / "train.json"
     result = stage.main(["--params", str(params), "--out", str(out), "--report", str(report), *extra])
     return out / "tiny_test", json.loads(report.read_text()), result
+
+
+@pytest.mark.parametrize(
+    "profile", sorted(p.name for p in (REPO / "params" / "profiles").glob("*.yaml")) + ["../train.yaml"]
+)
+def test_committed_profiles_pass_the_stages_checks(profile):
+    """Every committed profile (and params/train.yaml) is a train section the stage accepts: known keys,
+    a typed recipe config for its family and head, a loop and a schedule that fit."""
+    from tasks.train import check_section
+
+    section = yaml.safe_load((REPO / "params" / "profiles" / profile).read_text())["train"]
+    checked = check_section(section)
+    loop = checked["loop"]
+    assert checked["name"] != "model" and (loop.get("max_steps", 0) > 0 or loop.get("max_epochs"))
 
 
 def test_train_stage_in_process_writes_model_checkpoints_report_and_mlflow(tmp_path):
