@@ -210,16 +210,13 @@ def build_service(args, log_fn=print) -> Service:
         model = download_version(model, args.registry_cache)
         log_fn(f"serve: {args.model} is {model}")
     source = resolve_source(model)
-    transducer = {
-        "chunk_frames": args.chunk_frames,
-        "max_symbols": args.max_symbols,
-        "batch_streams": args.batch_streams,
-    }
+    transducer = {"chunk_frames": args.chunk_frames, "max_symbols": args.max_symbols}
     if args.backend:
         model, probe = load(source, args.backend, args.threads, **transducer), {args.backend: "named by --backend"}
     else:
         model, probe = choose(source, args.threads, log=log_fn, **transducer)
     log_fn(f"serve: {model.kind} model {source.model_path} on {model.backend_name}")
+    model.batch_streams(args.batch_streams)
     # batched streams wait in their decode threads while one thread encodes: a thread for each
     workers = max(args.workers, args.batch_streams) if model.batcher is not None else args.workers
     service = Service(model, limits, workers, args.partial_every, args.partial_max_seconds, probe, source)
@@ -265,7 +262,7 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="streaming transducer: encode the chunks of up to this many streams in one call (0: each alone); "
-        "the encoder thread then wants the cores (--threads 2)",
+        "docs/serving.md says when it pays",
     )
     p.add_argument(
         "--partial-every",

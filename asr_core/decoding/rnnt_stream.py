@@ -180,37 +180,22 @@ class StreamingTranscriber:
         chunk, self.frames = self.frames[:, :n], self.frames[:, n:]
         return chunk
 
-    def decode_chunk(self, f: torch.Tensor, f_lens: torch.Tensor, enc_state: tuple) -> Partial | None:
-        """Advance the search over one chunk's encoder frames f (1, T', D) and keep the encoder state
-        after it; the new hypothesis if it changed."""
-        self.enc_state = enc_state
-        self.decoder.advance(self.state, f, f_lens)
-        return self._changed()
-
     def _changed(self) -> Partial | None:
+        """The hypothesis after the chunks encoded so far, if it changed."""
         text = self.vocab.decode(self.state.hyps[0])
         if text == self.text:
             return None
         self.text = text
         return Partial(text, False, self.received / self.sample_rate)
 
-    def _run(self, final: bool) -> list[Partial]:
-        out = []
-        while (chunk := self.take_chunk(final)) is not None:
-            s, s_lens = stack_frames(chunk[None], torch.tensor([chunk.size(1)]), self.backend.stack)
-            f, f_lens, state = self.backend.encode(s, s_lens, self.enc_state)
-            if (p := self.decode_chunk(f, f_lens, state)) is not None:
-                out.append(p)
-        return out
-
     def accept(self, samples) -> list[Partial]:
         self.feed(samples)
-        return self._run(final=False)
+        return encode_streams([self], [False])[0]
 
     def finish(self) -> Partial:
         """Flush the stream; the final hypothesis. The transcriber is then ready for a new stream."""
         self.end()
-        self._run(final=True)
+        encode_streams([self], [True])
         return self.close()
 
     def close(self) -> Partial:

@@ -177,9 +177,7 @@ def choose(source: ModelSource, threads: int = 1, log=print, **transducer):
         report[backend] = round(seconds, 4)
         log(f"serve: {backend}: {seconds:.4f} s to stream a {PROBE_SECONDS:.0f} s probe")
         if seconds < best_seconds:
-            best, serving, best_seconds = serving, best, seconds
-        if serving is not None and serving.batcher is not None:  # the one not chosen: its encoder thread ends
-            serving.batcher.close()
+            best, best_seconds = serving, seconds
     if best is None:
         raise ValueError(f"{source.export_dir}: no backend passed the export's parity gate and loaded: {report}")
     return best, report

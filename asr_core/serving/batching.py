@@ -4,13 +4,13 @@ At batch 1 an LSTM encoder reads every weight for every frame, so on a CPU one s
 about what a batch of chunks does. Here each stream's decode worker buffers its chunk's features
 (in its own thread), then hands the stream to one encoder thread and waits; that thread takes every
 stream waiting (up to ``max_batch``), runs the encoder once on their chunks, each stream's LSTM
-state on its own batch row, and advances each stream's search
+state on its own batch row, and advances their searches together
 (:func:`~asr_core.decoding.rnnt_stream.encode_streams`). Streams that arrive while a round runs
 make the next round: there is no added wait, and under light load a round holds one stream.
 
 A stream's transcripts are those it gets alone (to the float rounding of batched products); its
-chunk's latency is its round's. The search of each stream runs in the encoder thread, one stream
-after another, so the gain is largest where the encoder dominates (E6D2's 6 x 1024 LSTMs).
+chunk's latency is its round's. The gain is where the encoder's weights dominate a stream's cost
+(E6D2's 6 x 1024 LSTMs), not where features and messages do (the small CPU profile).
 """
 
 from __future__ import annotations

@@ -73,6 +73,12 @@ class ServingModel:
     def transcribe(self, samples: np.ndarray) -> dict:
         raise NotImplementedError
 
+    def batch_streams(self, n: int) -> None:
+        """Encode the chunks of up to ``n`` live streams in one call (:mod:`asr_core.serving.batching`);
+        0 or 1: each stream alone. Only a streaming transducer's encoder has chunks to batch."""
+        if n < 0:
+            raise ValueError(f"batch_streams must be >= 0, got {n}")
+
     def stream(self, **options):
         """A new stream's decoder state (see :mod:`asr_core.serving.sessions`)."""
         from asr_core.serving.sessions import TransducerStream, WholeUtteranceStream
@@ -109,17 +115,17 @@ class TransducerServingModel(ServingModel):
         vocab,
         chunk_frames: int = 10,
         max_symbols: int = 5,
-        batch_streams: int = 0,
     ) -> None:
         super().__init__(backend_name, model, features, vocab)
         self.backend, self.chunk_frames, self.max_symbols = backend, chunk_frames, max_symbols
         self.streaming = bool(backend.streaming)
-        if batch_streams < 0:
-            raise ValueError(f"batch_streams must be >= 0, got {batch_streams}")
-        if batch_streams > 1 and self.streaming:  # streams' encoder calls batched (asr_core.serving.batching)
+
+    def batch_streams(self, n: int) -> None:
+        super().batch_streams(n)
+        if n > 1 and self.streaming:
             from asr_core.serving.batching import StreamBatcher
 
-            self.batcher = StreamBatcher(batch_streams)
+            self.batcher = StreamBatcher(n)
 
     @torch.no_grad()
     def transcribe(self, samples: np.ndarray) -> dict:

@@ -34,7 +34,8 @@ HEADER = {"format": "pcm16", "sample_rate": 16000}
 @contextlib.contextmanager
 def serving(model_path, backend="torch", limits=LIMITS, batch_streams=0, workers=2, **options):
     torch.set_num_threads(1)
-    model = load(resolve_source(model_path), backend, batch_streams=batch_streams)
+    model = load(resolve_source(model_path), backend)
+    model.batch_streams(batch_streams)
     service = serve.Service(model, limits, workers=workers, **options)
     try:
         with serve.running(serve.create_app(service), limits) as url:

@@ -126,14 +126,15 @@ def benchmark(
             runs = {}
             if not backend.streaming:
                 runs[f"cpu/{name}/offline"] = offline_benchmark(backend, features, vocab, utts, **common)
-            for n in streams if backend.streaming else []:
+            else:
                 common["chunk_frames"] = int(opts["chunk_frames"])
-                if n == 1:
-                    runs[f"cpu/{name}/stream"] = stream_benchmark(backend, features, vocab, utts, **common)
-                else:
-                    runs[f"cpu/{name}/stream_x{n}"] = multistream_benchmark(
-                        backend, features, vocab, utts, streams=n, **common
-                    )
+                for n in streams:
+                    if n == 1:
+                        runs[f"cpu/{name}/stream"] = stream_benchmark(backend, features, vocab, utts, **common)
+                    else:
+                        runs[f"cpu/{name}/stream_x{n}"] = multistream_benchmark(
+                            backend, features, vocab, utts, streams=n, **common
+                        )
             for cell, m in runs.items():
                 cells[cell] = m
                 if "wer" in m and cell.endswith(("/stream", "/offline")):
