@@ -49,7 +49,7 @@ def _dvc(args, cwd, env):
     return r.stdout + r.stderr
 
 
-def test_dvc_repro_pipeline_then_nothing_to_do(tmp_path, ov_bf16):
+def test_dvc_repro_pipeline_then_nothing_to_do(tmp_path, ov_bf16, monkeypatch):
     work = tmp_path / "repo"
     _copy_repo(work)
     dl = work / "params" / "download.yaml"
@@ -142,6 +142,20 @@ def test_dvc_repro_pipeline_then_nothing_to_do(tmp_path, ov_bf16):
     for name in ("cells.csv", "latency.png", "rtfx.png", "report.md", "machine.json"):
         assert (work / "reports" / "benchmark" / name).is_file(), name
 
+    # without a flow, the stages of one `dvc repro` nest under one parent run named after the model,
+    # each child named by its stage and tagged with its dvc.lock entry
+    from tasks import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    runs = tracking.client().search_runs([tracking.experiment_id()], max_results=100)
+    parents = [r for r in runs if "dvc.repro" in r.data.tags]
+    assert [(p.info.run_name, p.info.status) for p in parents] == [("dvc repro quartznet_tiny", "FINISHED")]
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(k.data.tags["dvc.stage"] for k in kids) == sorted(lock["stages"])
+    assert len(runs) == len(kids) + 1
+
     again = _dvc(["repro"], work, env)
     assert "Running stage" not in again, again
     assert "up to date" in _dvc(["status"], work, env)
+    # nothing ran, so no run was made
+    assert len(tracking.client().search_runs([tracking.experiment_id()], max_results=100)) == len(runs)

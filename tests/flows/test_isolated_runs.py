@@ -102,7 +102,7 @@ def test_flow_cancel_stops_the_stage_tree_and_the_next_run_resumes(repo, tmp_pat
     from tasks import tracking
     from tasks.dvc_stage import pids_with_env
 
-    _set(repo / "params" / "train.yaml", "train", {"loop.max_steps": 40, "loop.ckpt_every": 10, "loop.eval_every": 40})
+    _set(repo / "params" / "train.yaml", "train", {"loop.max_steps": 20, "loop.ckpt_every": 5, "loop.eval_every": 20})
     subprocess.run(["git", "commit", "-qam", "longer", "--author", "t <t@localhost>"], cwd=repo, check=True)
     before = _status(repo)
     code = (
@@ -145,5 +145,5 @@ def test_flow_cancel_stops_the_stage_tree_and_the_next_run_resumes(repo, tmp_pat
     state = train_quartznet(stages=["train"], register_model=False, ray_workers=1, return_state=True)
     assert state.is_completed(), state.message
     report = json.loads(_show(repo, _exp_ref(repo, state.result()["dvc_experiment"]), "reports/train.json"))
-    assert report["steps"] == 40 and report["resumed_from"], report
+    assert report["steps"] == 20 and report["resumed_from"], report
     assert not any(ckpts.glob("*/ckpt-*.pt")), "the finished run's resumable checkpoints were left"

@@ -41,38 +41,3 @@ def test_parent_run_nesting(monkeypatch):
     with tracking.stage_run("child") as child:
         cid = child.run_id
     assert _client().get_run(cid).data.tags["mlflow.parentRunId"] == pid
-
-
-@pytest.mark.slow
-def test_dvc_repro_groups_stage_runs_under_one_parent(tmp_path_factory, tmp_path, monkeypatch):
-    """Without a flow, the stages of one `dvc repro` nest under one parent run named after the model;
-    each child is named by its stage and tagged with its dvc.lock entry."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tasks import tracking
-    from tests.flows.support import base_repo, copy_repo
-
-    repo = copy_repo(base_repo(tmp_path_factory), tmp_path)
-    uri = f"sqlite:///{tmp_path / 'grouping.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for _ in range(2):
-        r = subprocess.run(
-            ["dvc", "repro", "--force", "--single-item", "prepare", "tokenizer"],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert r.returncode == 0, r.stdout + r.stderr
-    runs = tracking.client().search_runs([tracking.experiment_id()], max_results=100)
-    parents = [r for r in runs if "dvc.repro" in r.data.tags]
-    assert len(parents) == 2, [(r.info.run_name, r.data.tags) for r in runs]
-    for p in parents:
-        assert p.info.run_name == "dvc repro quartznet_tiny" and p.info.status == "FINISHED"
-        kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
-        assert sorted(k.data.tags["dvc.stage"] for k in kids) == ["prepare", "tokenizer"]
-    assert len(runs) == 6
