@@ -424,6 +424,7 @@ def report_from(summary: dict[str, Any]) -> dict[str, Any]:
         "num_parameters",
         "steps_per_epoch",
         "stopped_by",
+        "planned_steps",
         "resumed_from",
     )
     rep = {k: summary.get(k) for k in keep}

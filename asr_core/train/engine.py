@@ -39,7 +39,9 @@ runs out) hold model, optimizer, schedule, scaler, EMA, step, sampler position, 
 loader's generator and every rank's RNG states (python, numpy, torch, CUDA). Resuming loads
 the latest one in ``ckpt_dir`` on every rank (it must be on storage every rank sees), so a
 step-bounded run resumed after a kill ends with bit-identical weights on a deterministic
-CPU setup. Time-bounded runs stop wherever the clock says: they are not reproducible.
+CPU setup. Time-bounded runs stop wherever the clock says: they are not reproducible. With
+``fit_to_budget`` the run is instead shortened, schedule and all, to what the budget holds
+(:mod:`asr_core.train.budget`); the fitted length is kept in the checkpoints.
 
 DDP: when ``torch.distributed`` is initialised with more than one rank the model is wrapped
 in ``DistributedDataParallel`` (a group of one, e.g. one Ray worker, trains unwrapped) (gloo on CPU, NCCL on GPU: chosen by whoever initialised the
@@ -64,6 +66,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from asr_core.train.budget import SKIP_STEPS, fitted_steps, schedule_min_steps
 from asr_core.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -89,6 +92,7 @@ class LoopState:
     best_value: float | None = None
     best_step: int | None = None
     best_metrics: dict[str, Any] = field(default_factory=dict)
+    planned_steps: int | None = None  # the run's length fitted to its budget (fit_to_budget)
 
     def load(self, d: dict[str, Any]) -> None:
         """Take a checkpoint's values (keys this version does not know are refused)."""
@@ -143,6 +147,10 @@ class TrainConfig:
     # batches per epoch / grad_accum) and the schedule ends there; max_steps is then ignored.
     max_epochs: float | None = None
     max_minutes: float | None = None  # wall-clock budget of this call; stops with a checkpoint
+    # Shorten the run (and its schedule) to what fits in max_minutes, timed over fit_after_steps
+    # updates, when max_steps would not fit (asr_core.train.budget); no budget, nothing to fit.
+    fit_to_budget: bool = False
+    fit_after_steps: int = 30
     grad_accum: int = 1
     clip_norm: float | None = None  # None or 0: no clipping (the norm is still logged)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only) | auto (bf16 where native, else fp32)
@@ -166,6 +174,8 @@ class TrainConfig:
             raise ValueError(f"max_epochs must be > 0 (or null: max_steps), got {self.max_epochs}")
         if self.ckpt_every < 0 or self.eval_every < 0:
             raise ValueError(f"ckpt_every / eval_every must be >= 0: {self}")
+        if self.fit_after_steps < 1:
+            raise ValueError(f"fit_after_steps must be >= 1, got {self.fit_after_steps}")
         if self.best_mode not in ("min", "max"):
             raise ValueError(f"best_mode must be 'min' or 'max', got {self.best_mode!r}")
 
@@ -246,6 +256,9 @@ def train(
     resumed_from = None
     if path[0]:
         ck = load_checkpoint(path[0])
+        st.load(ck["engine"])
+        if st.planned_steps is not None:  # the fitted length and its schedule, as before the stop
+            sched = recipe.schedule = sched.with_total_steps(st.planned_steps)
         raw.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["schedule"])
@@ -257,7 +270,6 @@ def train(
             gen.set_state(ck["loader_generator"])
         if ck.get("recipe") is not None:
             recipe.load_state_dict(ck["recipe"])
-        st.load(ck["engine"])
         rngs = ck["rng"]
         if len(rngs) != world:
             log.warning(
@@ -362,7 +374,10 @@ def train(
     totals = {"seqs": 0.0, "audio": 0.0, "seconds": 0.0}
     last.update(loss=float("nan"), ckpt=start_step if resumed_from is not None else -1)
     stop = False
-    while st.step < cfg.max_steps and not stop:
+    end = st.planned_steps or cfg.max_steps
+    fitting = cfg.fit_to_budget and cfg.max_minutes is not None and st.planned_steps is None
+    fit = {"t": None, "paused": 0.0} if fitting else None
+    while st.step < end and not stop:
         opt.zero_grad(set_to_none=True)
         loss_sum = n_local = seqs = audio = 0.0
         skipped: list = []
@@ -436,7 +451,7 @@ def train(
         for k, v in (("loss", loss_glob), ("items", n_glob), ("seqs", seqs_glob), ("audio", audio_glob)):
             win[k] += v
         win["steps"] += 1
-        if step % cfg.log_every == 0 or step == cfg.max_steps or stop:
+        if step % cfg.log_every == 0 or step == end or stop:
             dt = max(time.monotonic() - win["t"], 1e-9)
             totals["seqs"] += win["seqs"]
             totals["audio"] += win["audio"]
@@ -466,6 +481,34 @@ def train(
             checkpoint()
             last["ckpt"] = step
         win["t"] += time.monotonic() - paused  # evaluation and saving are not training time
+        if fit is not None:
+            fit["paused"] += time.monotonic() - paused
+            if step == start_step + SKIP_STEPS:
+                fit.update(t=time.monotonic(), paused=0.0)
+            elif step == start_step + SKIP_STEPS + cfg.fit_after_steps:
+                step_s = (time.monotonic() - fit["t"] - fit["paused"]) / cfg.fit_after_steps
+                planned = 0
+                if rank == 0:
+                    planned = fitted_steps(
+                        done=step,
+                        max_steps=cfg.max_steps,
+                        elapsed_s=time.monotonic() - t0,
+                        step_s=step_s,
+                        budget_s=60 * cfg.max_minutes,
+                        min_steps=schedule_min_steps(sched),
+                    )
+                end = st.planned_steps = int(_all_reduce([float(planned)], device)[0])  # rank 0's plan
+                if end < cfg.max_steps:
+                    sched = recipe.schedule = sched.with_total_steps(end)
+                    if rank == 0:
+                        log.info(
+                            "fit_to_budget: %.3f s a step; %d of max_steps %d fit in max_minutes %g",
+                            step_s,
+                            end,
+                            cfg.max_steps,
+                            cfg.max_minutes,
+                        )
+                fit = None
 
     # -- the end: checkpoint, last evaluation, models --------------------------------------------
     step = st.step
@@ -483,7 +526,8 @@ def train(
         "steps": step,
         "start_step": start_step,
         "resumed_from": resumed_from,
-        "stopped_by": "time_budget" if step < cfg.max_steps else "max_steps",
+        "stopped_by": "max_steps" if step >= cfg.max_steps else "fitted_steps" if step >= end else "time_budget",
+        "planned_steps": st.planned_steps,
         "final_loss": last["loss"],
         "epoch": sampler.epoch,
         "world_size": world,

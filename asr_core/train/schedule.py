@@ -153,6 +153,12 @@ class Schedule:
             group["lr"] = lr
         return lr
 
+    def with_total_steps(self, total_steps: int) -> Schedule:
+        """This schedule for a run of ``total_steps`` updates (a run fitted to its time budget,
+        :mod:`asr_core.train.budget`); itself where the length does not enter the formula."""
+        refit = getattr(self, "_refit", None)
+        return self if refit is None else refit(total_steps)
+
     def state_dict(self) -> dict:
         return {"fingerprint": dict(self._fingerprint)}
 
@@ -286,7 +292,9 @@ def build_schedule(
         fn = _polynomial(base_lr, W, H, total_steps, **o)
     else:
         fn = _tri_stage(base_lr, W, H, total_steps, **o)
-    return Schedule(name, base_lr, fn, fingerprint)
+    schedule = Schedule(name, base_lr, fn, fingerprint)
+    schedule._refit = lambda n: build_schedule(cfg, base_lr, n, steps_per_epoch)
+    return schedule
 
 
 def _exponential(base, W, H, spe, min_lr, exp_gamma, staircase):

@@ -155,6 +155,9 @@ class _CountingSchedule:
         self.on_update(step + 1)  # this update is under way: the next forward is for update step + 1
         return self.inner.apply(optimizer, step)
 
+    def with_total_steps(self, total_steps: int) -> _CountingSchedule:
+        return _CountingSchedule(self.inner.with_total_steps(total_steps), self.on_update)
+
     def __getattr__(self, name: str):  # lr_at, state_dict, load_state_dict, observe (when present)
         return getattr(self.inner, name)
 

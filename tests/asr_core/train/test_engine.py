@@ -324,6 +324,63 @@ def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
     assert latest_checkpoint(tmp_path).name == f"ckpt-{out['steps']:08d}.pt"
 
 
+class SlowPoly(ToyRecipe):
+    """20 ms a step, and a linear decay over 10,000 steps: far more than a 2-second budget holds."""
+
+    def __init__(self, batches, sleep=0.02):
+        super().__init__(batches)
+        self.sleep = sleep
+        cfg = ScheduleConfig(name="polynomial", warmup_steps=2, final_lr_scale=0.01)
+        self.schedule = build_schedule(cfg, 0.05, total_steps=10**4)
+
+    def loss(self, model, batch):
+        time.sleep(self.sleep)
+        return super().loss(model, batch)
+
+
+def test_fit_to_budget_shortens_the_run_and_ends_its_schedule_on_time(tmp_path):
+    rec, recipe = Recorder(), SlowPoly(toy_batches([2] * 3))
+    cfg = TrainConfig(max_steps=10**4, max_minutes=2 / 60, fit_to_budget=True, fit_after_steps=5, ckpt_every=0)
+    out = train(cfg, recipe, tmp_path, [rec])
+    planned = out["planned_steps"]
+    assert out["stopped_by"] == "fitted_steps" and out["steps"] == planned
+    assert 20 < planned < 100  # ~1.9 s of 20 ms steps
+    assert recipe.schedule.state_dict()["fingerprint"]["total_steps"] == planned
+    assert rec.logs[-1][1]["lr"] == pytest.approx(recipe.schedule.lr_at(planned - 1))
+    assert rec.logs[-1][1]["lr"] < 0.05 * (0.01 + 2 / planned)  # the decay ran to its end
+    fast = train(
+        TrainConfig(max_steps=40, max_minutes=1, fit_to_budget=True, fit_after_steps=5),
+        SlowPoly(toy_batches([2] * 3), sleep=0),
+        tmp_path / "fast",
+    )
+    assert fast["stopped_by"] == "max_steps" and fast["steps"] == 40 and fast["planned_steps"] == 40
+
+
+def test_a_fitted_run_resumes_with_its_length_and_schedule(tmp_path):
+    """The plan is in the checkpoints: a resumed call neither refits nor runs to max_steps."""
+    cfg = dict(max_steps=10**4, fit_to_budget=True, fit_after_steps=5, ckpt_every=10, keep_ckpts=1000)
+    one = SlowPoly(toy_batches([2] * 3))
+    out = train(TrainConfig(max_minutes=1.5 / 60, **cfg), one, tmp_path)
+    planned = out["planned_steps"]
+    assert planned < 10**4 and planned > 20
+    for p in tmp_path.glob("ckpt-*.pt"):
+        if int(p.stem.split("-")[1]) > 20:
+            p.unlink()
+    two = SlowPoly(toy_batches([2] * 3), sleep=0)  # a fast machine would have planned otherwise
+    again = train(TrainConfig(max_minutes=1.5 / 60, **cfg), two, tmp_path)
+    assert again["resumed_from"] == 20 and again["steps"] == planned == again["planned_steps"]
+    assert torch.equal(one.model.weight, two.model.weight) and torch.equal(one.model.bias, two.model.bias)
+
+
+def test_fit_to_budget_without_a_budget_runs_max_steps(tmp_path):
+    out = train(
+        TrainConfig(max_steps=12, fit_to_budget=True, fit_after_steps=2), SlowPoly(toy_batches([2]), 0), tmp_path
+    )
+    assert out["stopped_by"] == "max_steps" and out["steps"] == 12 and out["planned_steps"] is None
+    with pytest.raises(ValueError, match="fit_after_steps"):
+        TrainConfig(fit_to_budget=True, max_minutes=1, fit_after_steps=0)
+
+
 # -- DDP: two gloo ranks ---------------------------------------------------------------------
 
 
