@@ -1,4 +1,5 @@
-"""`dvc repro` of the whole pipeline in a temp copy of the repo, on a tiny corpus and a few steps."""
+"""`dvc repro` of the whole pipeline in a temp copy of the repo, on a tiny corpus and a few steps; then a
+second model listed in params/models.yaml, built beside the default by its own stages."""
 
 import json
 import os
@@ -159,3 +160,27 @@ def test_dvc_repro_pipeline_then_nothing_to_do(tmp_path, ov_bf16, monkeypatch):
     assert "up to date" in _dvc(["status"], work, env)
     # nothing ran, so no run was made
     assert len(tracking.client().search_runs([tracking.experiment_id()], max_results=100)) == len(runs)
+
+    # A model listed in params/models.yaml gets its own stages and outputs beside the default's; `dvc metrics
+    # show` and `dvc plots show` compare them, and the default's stages do not depend on its params.
+    train = yaml.safe_load(tr.read_text())["train"]
+    jasper = {**train, "name": "ignored", "model": {"family": "jasper", "preset": "tiny", "overrides": {}}}
+    (work / "params" / "models").mkdir()
+    (work / "params" / "models" / "jasper_small.yaml").write_text(yaml.safe_dump({"train": jasper}))
+    (work / "params" / "models.yaml").write_text(
+        yaml.safe_dump({"models": {"jasper_small": {"params": "params/models/jasper_small.yaml"}}})
+    )
+    stages = _dvc(["stage", "list"], work, env)
+    assert {"train_model@jasper_small", "evaluate_model@jasper_small"} <= {ln.split()[0] for ln in stages.splitlines()}
+    deps = subprocess.run([sys.executable, "-m", "tasks.stage_deps"], cwd=work, env=env, capture_output=True, text=True)
+    assert deps.returncode == 0, deps.stdout + deps.stderr  # the per-model stages' deps cover their imports too
+    listed = _dvc(["repro", "evaluate_model@jasper_small"], work, env)
+    assert "Running stage 'train_model@jasper_small'" in listed and "Running stage 'train':" not in listed, listed
+    assert (work / "models" / "jasper_small" / "model.pt").is_file()
+    assert json.loads((work / "reports" / "jasper_small" / "train.json").read_text())["steps"] == 4
+    shown = _dvc(["metrics", "show", "--json"], work, env)
+    assert "reports/evaluate.json" in shown and "reports/jasper_small/evaluate.json" in shown
+    plots = _dvc(["plots", "show", "--json"], work, env)
+    for f in ("reports/train_curve.csv", "reports/dev_curve.csv", "reports/jasper_small/dev_curve.csv"):
+        assert f in plots, f"{f} missing from dvc plots show: {plots[:2000]}"
+    assert "up to date" in _dvc(["status", "train"], work, env)

@@ -66,7 +66,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from asr_core.train.budget import SKIP_STEPS, fitted_steps, schedule_min_steps
+from asr_core.train.budget import FIT_AT, SKIP_STEPS, fitted_steps, schedule_min_steps
 from asr_core.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -485,8 +485,9 @@ def train(
             fit["paused"] += time.monotonic() - paused
             if step == start_step + SKIP_STEPS:
                 fit.update(t=time.monotonic(), paused=0.0)
-            elif step == start_step + SKIP_STEPS + cfg.fit_after_steps:
-                step_s = (time.monotonic() - fit["t"] - fit["paused"]) / cfg.fit_after_steps
+            elif step - start_step - SKIP_STEPS in [k * cfg.fit_after_steps for k in FIT_AT]:
+                timed = step - start_step - SKIP_STEPS
+                step_s = (time.monotonic() - fit["t"] - fit["paused"]) / timed
                 planned = 0
                 if rank == 0:
                     planned = fitted_steps(
@@ -497,18 +498,21 @@ def train(
                         budget_s=60 * cfg.max_minutes,
                         min_steps=schedule_min_steps(sched),
                     )
-                end = st.planned_steps = int(_all_reduce([float(planned)], device)[0])  # rank 0's plan
-                if end < cfg.max_steps:
-                    sched = recipe.schedule = sched.with_total_steps(end)
+                planned = int(_all_reduce([float(planned)], device)[0])  # rank 0's plan, on every rank
+                if planned != end:
+                    sched = recipe.schedule = sched.with_total_steps(planned)
                     if rank == 0:
                         log.info(
-                            "fit_to_budget: %.3f s a step; %d of max_steps %d fit in max_minutes %g",
+                            "fit_to_budget: %.3f s a step over %d steps; %d of max_steps %d fit in max_minutes %g",
                             step_s,
-                            end,
+                            timed,
+                            planned,
                             cfg.max_steps,
                             cfg.max_minutes,
                         )
-                fit = None
+                end = st.planned_steps = planned
+                if timed == FIT_AT[-1] * cfg.fit_after_steps:
+                    fit = None
 
     # -- the end: checkpoint, last evaluation, models --------------------------------------------
     step = st.step

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import signal
@@ -356,19 +357,35 @@ def test_fit_to_budget_shortens_the_run_and_ends_its_schedule_on_time(tmp_path):
     assert fast["stopped_by"] == "max_steps" and fast["steps"] == 40 and fast["planned_steps"] == 40
 
 
+def test_the_fitted_length_is_refined_once_the_first_slow_steps_are_past(tmp_path, caplog):
+    class Warming(SlowPoly):  # 50 ms a step at first, then 10 ms (as oneDNN's first shapes, exaggerated)
+        calls = 0
+
+        def loss(self, model, batch):
+            Warming.calls += 1
+            self.sleep = 0.05 if Warming.calls <= 12 else 0.01
+            return super().loss(model, batch)
+
+    cfg = TrainConfig(max_steps=10**4, max_minutes=2 / 60, fit_to_budget=True, fit_after_steps=5, ckpt_every=0)
+    with caplog.at_level(logging.INFO, logger="asr_core.train.engine"):
+        out = train(cfg, Warming(toy_batches([2] * 3)), tmp_path)
+    plans = [int(m.split("; ")[1].split()[0]) for m in caplog.messages if m.startswith("fit_to_budget")]
+    assert len(plans) == 2 and plans[0] < plans[1] == out["planned_steps"] == out["steps"], plans
+
+
 def test_a_fitted_run_resumes_with_its_length_and_schedule(tmp_path):
     """The plan is in the checkpoints: a resumed call neither refits nor runs to max_steps."""
     cfg = dict(max_steps=10**4, fit_to_budget=True, fit_after_steps=5, ckpt_every=10, keep_ckpts=1000)
     one = SlowPoly(toy_batches([2] * 3))
     out = train(TrainConfig(max_minutes=1.5 / 60, **cfg), one, tmp_path)
     planned = out["planned_steps"]
-    assert planned < 10**4 and planned > 20
+    assert planned < 10**4 and planned > 30
     for p in tmp_path.glob("ckpt-*.pt"):
-        if int(p.stem.split("-")[1]) > 20:
+        if int(p.stem.split("-")[1]) > 30:  # after both fits (steps 10 and 25)
             p.unlink()
     two = SlowPoly(toy_batches([2] * 3), sleep=0)  # a fast machine would have planned otherwise
     again = train(TrainConfig(max_minutes=1.5 / 60, **cfg), two, tmp_path)
-    assert again["resumed_from"] == 20 and again["steps"] == planned == again["planned_steps"]
+    assert again["resumed_from"] == 30 and again["steps"] == planned == again["planned_steps"]
     assert torch.equal(one.model.weight, two.model.weight) and torch.equal(one.model.bias, two.model.bias)
 
 
