@@ -1,5 +1,6 @@
 """docs/orchestration.md "Multi-node" as a user runs it: a Ray head with token authentication, a
-second node joining it with the head's token, then the train stage on that cluster with 2 workers.
+second node joining it with the head's token, then the train stage on that cluster with 2 workers
+(DDP over gloo: both ranks' state in the checkpoints, rank 0's metrics in MLflow).
 
 Both nodes run on this machine (one CPU each, so the two workers land on different nodes), each
 with its own temp dir, ports and HOME: a Ray that someone else runs here is neither joined nor
@@ -25,6 +26,8 @@ from pathlib import Path
 import pytest
 
 from asr_core.testing import make_corpus
+from asr_core.train.checkpoint import load_checkpoint
+from tasks.tracking import EXPERIMENT
 from tests import REPO
 from tests.support import tiny_train_params
 
@@ -184,9 +187,17 @@ def test_ray_cluster_head_and_joining_node_with_token_then_train_stage(cluster, 
     params = _params(tmp_path, corpus, address, steps=4)
     out, report = tmp_path / "models", tmp_path / "train.json"
     stage = [sys.executable, "-m", "tasks.train", "--params", str(params), "--out", str(out), "--report", str(report)]
-    r = cluster.run(stage, cluster.env(head_home, RAY_AUTH_MODE="token"), timeout=300)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = cluster.run(stage, cluster.env(head_home, RAY_AUTH_MODE="token", MLFLOW_TRACKING_URI=store), timeout=300)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     rep = json.loads(report.read_text())
     assert rep["steps"] == 4 and rep["world_size"] == 2 and rep["stopped_by"] == "max_steps"
     assert (out / "cluster_test" / "model.pt").is_file()
+    ck = load_checkpoint(out / "cluster_test" / "checkpoints" / "ckpt-00000004.pt")
+    assert ck["world_size"] == 2 and len(ck["rng"]) == 2  # both ranks' RNG streams, for an exact resume
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "tags.stage = 'train'")
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 4  # logged from rank 0's Ray worker
     print(f"cluster up in {t_cluster:.1f} s, with training {time.monotonic() - t0:.1f} s")

@@ -95,26 +95,3 @@ def test_train_stage_in_process_writes_model_checkpoints_report_and_mlflow(tmp_p
         _stage(tmp_path, params)
     _, fresh, _ = _stage(tmp_path, params, "--fresh")
     assert fresh["resumed_from"] is None
-
-
-@pytest.mark.slow
-def test_train_stage_two_ray_cpu_workers_gloo(tmp_path):
-    corpus = make_corpus(tmp_path / "corpus", splits=(("train", 12), ("dev", 2)))
-    params = _params(
-        tmp_path,
-        corpus,
-        {
-            "num_workers": 2,
-            "resources_per_worker": {"CPU": 1},
-            "num_cpus": 2,
-            "torch_threads": 1,
-            "storage_path": str(tmp_path / "ray"),
-        },
-    )
-    model_dir, report, _ = _stage(tmp_path, params)
-    assert report["steps"] == 4 and report["world_size"] == 2
-    ck = load_checkpoint(model_dir / "checkpoints" / "ckpt-00000004.pt")
-    assert ck["world_size"] == 2 and len(ck["rng"]) == 2
-    assert (model_dir / "model.pt").is_file()
-    client, run = _mlflow_run()
-    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 4  # logged from rank 0's Ray worker
