@@ -1,8 +1,8 @@
 """Fitting a run's length to its wall-clock budget (``loop.fit_to_budget``).
 
 A recipe tuned as "N updates in M minutes" on one machine runs out of time on a slower one:
-``loop.max_minutes`` then stops it wherever the clock says, with its learning rate still high and
-a model much worse than the schedule's end would give. With ``fit_to_budget`` the loop times
+``loop.max_minutes`` then stops it wherever the clock says, mid-schedule, with its learning rate
+still high. With ``fit_to_budget`` the loop times
 ``fit_after_steps`` updates (after :data:`SKIP_STEPS` that carry one-off costs: the allocator,
 the loader's start, oneDNN's first primitives), and when ``max_steps`` would not fit in what is
 left of ``max_minutes`` it shortens the run to what does, rebuilding the schedule for that length
