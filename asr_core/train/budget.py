@@ -48,9 +48,3 @@ def fitted_steps(
     left = budget_s * (1.0 - margin) - elapsed_s
     fit = done + max(0, math.floor(left / step_s))
     return int(min(max_steps, max(fit, min_steps, done + 1)))
-
-
-def schedule_min_steps(schedule) -> int:
-    """The fewest total steps ``schedule`` can be rebuilt for: its warm-up plus hold, plus one."""
-    fp = schedule.state_dict().get("fingerprint", {})
-    return int(fp.get("warmup_steps", 0)) + int(fp.get("hold_steps", 0)) + 1

@@ -66,7 +66,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from asr_core.train.budget import FIT_AT, SKIP_STEPS, fitted_steps, schedule_min_steps
+from asr_core.train.budget import FIT_AT, SKIP_STEPS, fitted_steps
 from asr_core.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -377,6 +377,7 @@ def train(
     end = st.planned_steps or cfg.max_steps
     fitting = cfg.fit_to_budget and cfg.max_minutes is not None and st.planned_steps is None
     fit = {"t": None, "paused": 0.0} if fitting else None
+    fit_points = [k * cfg.fit_after_steps for k in FIT_AT]  # timed steps after which the length is set
     while st.step < end and not stop:
         opt.zero_grad(set_to_none=True)
         loss_sum = n_local = seqs = audio = 0.0
@@ -485,7 +486,7 @@ def train(
             fit["paused"] += time.monotonic() - paused
             if step == start_step + SKIP_STEPS:
                 fit.update(t=time.monotonic(), paused=0.0)
-            elif step - start_step - SKIP_STEPS in [k * cfg.fit_after_steps for k in FIT_AT]:
+            elif step - start_step - SKIP_STEPS in fit_points:
                 timed = step - start_step - SKIP_STEPS
                 step_s = (time.monotonic() - fit["t"] - fit["paused"]) / timed
                 planned = 0
@@ -496,7 +497,7 @@ def train(
                         elapsed_s=time.monotonic() - t0,
                         step_s=step_s,
                         budget_s=60 * cfg.max_minutes,
-                        min_steps=schedule_min_steps(sched),
+                        min_steps=sched.min_total_steps,
                     )
                 planned = int(_all_reduce([float(planned)], device)[0])  # rank 0's plan, on every rank
                 if planned != end:
@@ -511,7 +512,7 @@ def train(
                             cfg.max_minutes,
                         )
                 end = st.planned_steps = planned
-                if timed == FIT_AT[-1] * cfg.fit_after_steps:
+                if timed == fit_points[-1]:
                     fit = None
 
     # -- the end: checkpoint, last evaluation, models --------------------------------------------

@@ -132,11 +132,19 @@ class Schedule:
 
     watches_metric = False  # True: the loop hands it each evaluation's metric (``observe``)
 
-    def __init__(self, name: str, base_lr: float, fn: Callable[[int], float], fingerprint: dict):
+    def __init__(
+        self,
+        name: str,
+        base_lr: float,
+        fn: Callable[[int], float],
+        fingerprint: dict,
+        rebuild: Callable[[int], Schedule] | None = None,
+    ):
         self.name = name
         self.base_lr = base_lr
         self._fn = fn
         self._fingerprint = fingerprint
+        self._rebuild = rebuild  # the same schedule for another run length (None: no length in it)
 
     def lr_at(self, step: int) -> float:
         if step < 0:
@@ -156,8 +164,12 @@ class Schedule:
     def with_total_steps(self, total_steps: int) -> Schedule:
         """This schedule for a run of ``total_steps`` updates (a run fitted to its time budget,
         :mod:`asr_core.train.budget`); itself where the length does not enter the formula."""
-        refit = getattr(self, "_refit", None)
-        return self if refit is None else refit(total_steps)
+        return self if self._rebuild is None else self._rebuild(total_steps)
+
+    @property
+    def min_total_steps(self) -> int:
+        """The fewest total steps this schedule can be rebuilt for: its warm-up plus hold, plus one."""
+        return self._fingerprint["warmup_steps"] + self._fingerprint["hold_steps"] + 1
 
     def state_dict(self) -> dict:
         return {"fingerprint": dict(self._fingerprint)}
@@ -292,9 +304,7 @@ def build_schedule(
         fn = _polynomial(base_lr, W, H, total_steps, **o)
     else:
         fn = _tri_stage(base_lr, W, H, total_steps, **o)
-    schedule = Schedule(name, base_lr, fn, fingerprint)
-    schedule._refit = lambda n: build_schedule(cfg, base_lr, n, steps_per_epoch)
-    return schedule
+    return Schedule(name, base_lr, fn, fingerprint, lambda n: build_schedule(cfg, base_lr, n, steps_per_epoch))
 
 
 def _exponential(base, W, H, spe, min_lr, exp_gamma, staircase):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asr_core.train import ScheduleConfig, build_schedule
-from asr_core.train.budget import MARGIN, fitted_steps, schedule_min_steps
+from asr_core.train.budget import MARGIN, fitted_steps
 
 
 def test_steps_that_fit_are_kept_and_the_rest_is_cut_to_the_budget():
@@ -27,7 +27,7 @@ def test_schedules_rebuild_for_a_new_length():
     short = poly.with_total_steps(100)
     assert short.lr_at(100) == pytest.approx(0.1) and poly.lr_at(100) > 0.9
     assert short.lr_at(5) == poly.lr_at(5)  # the same warm-up
-    assert schedule_min_steps(poly) == 11
+    assert poly.min_total_steps == 11
     expo = build_schedule(ScheduleConfig(name="exponential", warmup_steps=3), 1.0, steps_per_epoch=10)
     assert expo.with_total_steps(5) is expo  # its formula has no length
     ratio = build_schedule(ScheduleConfig(name="tri_stage", warmup_ratio=0.1, hold_ratio=0.4), 1.0, total_steps=1000)
